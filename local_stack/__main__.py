@@ -1,0 +1,113 @@
+"""Command line for the offline local stack.
+
+    python -m local_stack up            start the stack and keep it running (Ctrl-C stops)
+    python -m local_stack demo          start the stack, run every kind of job, print results
+    python -m local_stack watch PATH    follow a job document live (progress bar), like a frontend
+    python -m local_stack run-scheduled NAME   run a scheduled function now (stack must be up)
+
+`up` and `demo` write .local/stack/env.json with the addresses of the running servers;
+`watch` and `run-scheduled` read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from local_stack.stack import ROOT, LocalStack, StackSettings
+
+ENV_FILE = ROOT / ".local" / "stack" / "env.json"
+
+
+def _write_env(stack: LocalStack) -> None:
+    ENV_FILE.parent.mkdir(parents=True, exist_ok=True)
+    data = {**stack.client_env(), "CONTROL_URL": f"http://127.0.0.1:{stack.control_port}"}
+    data["FUNCTIONS_URL"] = f"http://127.0.0.1:{stack.host_port}/{stack.settings.project_id}/us-central1"
+    ENV_FILE.write_text(json.dumps(data, indent=2))
+
+
+def _load_env() -> dict[str, str]:
+    if not ENV_FILE.exists():
+        sys.exit("the local stack is not running: start it with `python -m local_stack up`")
+    data: dict[str, str] = json.loads(ENV_FILE.read_text())
+    os.environ.update({k: v for k, v in data.items() if k.isupper()})
+    return data
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    stack = LocalStack(StackSettings(fresh=args.fresh)).start()
+    _write_env(stack)
+    print(f"local stack running; environment for clients in {ENV_FILE}")
+    for k, v in stack.client_env().items():
+        print(f"  export {k}='{v}'")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+        ENV_FILE.unlink(missing_ok=True)
+
+
+def cmd_watch(args: argparse.Namespace) -> None:
+    _load_env()
+    from local_stack.watch_cli import watch_document
+
+    watch_document(args.path, timeout_s=args.timeout)
+
+
+def cmd_run_scheduled(args: argparse.Namespace) -> None:
+    import requests
+
+    env = _load_env()
+    r = requests.post(f"{env['CONTROL_URL']}/_stack/scheduled/{args.name}/run", timeout=600)
+    print(r.json())
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from local_stack.demo import run_demo
+
+    stack = LocalStack(StackSettings(fresh=True, run_schedules=False)).start()
+    _write_env(stack)
+    try:
+        with stack.env():
+            ok = run_demo(stack, keep_running=args.keep_running)
+    finally:
+        stack.stop()
+        ENV_FILE.unlink(missing_ok=True)
+    sys.exit(0 if ok else 1)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO if os.environ.get("STACK_VERBOSE") else logging.WARNING,
+                        format="%(asctime)s %(name)s %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m local_stack")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="start the stack and keep it running")
+    up.add_argument("--fresh", action="store_true", help="delete stored objects first")
+    up.set_defaults(fn=cmd_up)
+    demo = sub.add_parser("demo", help="run the demo on a fresh stack")
+    demo.add_argument("--keep-running", action="store_true", help="keep the stack up after the demo (player page)")
+    demo.set_defaults(fn=cmd_demo)
+    watch = sub.add_parser("watch", help="follow a job document, e.g. image_generation_jobs/abc")
+    watch.add_argument("path")
+    watch.add_argument("--timeout", type=float, default=600)
+    watch.set_defaults(fn=cmd_watch)
+    sched = sub.add_parser("run-scheduled", help="run a scheduled function now")
+    sched.add_argument("name")
+    sched.set_defaults(fn=cmd_run_scheduled)
+    args = parser.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["Path"]

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up of a fresh machine: system packages, Node packages,
+# and the Python virtualenv at functions/venv (where the Firebase CLI expects it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+if [[ "${SETUP_BROWSER:-1}" == "1" ]] && ! command -v chromium >/dev/null 2>&1; then
+  need_apt+=(chromium)
+fi
+if ((${#need_apt[@]})); then
+  echo "==> apt-get install ${need_apt[*]}"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ ! -f node_modules/.setup-stamp ]] || [[ "$(cat node_modules/.setup-stamp)" != "$lock_hash" ]]; then
+  echo "==> npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_hash" > node_modules/.setup-stamp
+fi
+
+req_hash=$(cat functions/requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+if [[ ! -x functions/venv/bin/python ]] || [[ "$(cat functions/venv/.setup-stamp 2>/dev/null)" != "$req_hash" ]]; then
+  echo "==> python venv (functions/venv)"
+  python3 -m venv functions/venv
+  functions/venv/bin/pip install -q --upgrade pip >/dev/null
+  functions/venv/bin/pip install -q -r requirements-dev.txt
+  echo "$req_hash" > functions/venv/.setup-stamp
+fi
+echo "==> set-up complete"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets up the machine if needed, then runs every check: ruff, mypy, and the whole test
+# suite (unit, integration on the local stack, chaos, browser e2e).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+PY=functions/venv/bin/python
+echo "==> ruff"
+"$PY" -m ruff check .
+echo "==> mypy"
+"$PY" -m mypy functions local_stack bench
+echo "==> pytest"
+"$PY" -m pytest "$@"

@@ -1,0 +1,87 @@
+"""Shared fixtures: the local stack running the real app, and clients that talk to it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import firebase_admin
+import pytest
+from google.cloud import firestore, storage
+
+from core.clients import _EmulatorCredential
+from local_stack.auth import local_id_token
+from local_stack.stack import LocalStack, StackSettings
+from tests.fakes.provider_api import FakeProviderAPI
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def provider_api() -> Iterator[FakeProviderAPI]:
+    """A local HTTP server that answers like Replicate / OpenAI / Veo."""
+    with FakeProviderAPI() as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, provider_api: FakeProviderAPI) -> Iterator[LocalStack]:
+    """The local stack hosting functions/main.py, shared by the whole test session.
+
+    Providers default to the offline `local` adapter (no keys set). Tests that exercise
+    the real adapters point them at the fake API per job (see tests/integration).
+    """
+    settings = StackSettings(
+        project_id="demo-media-backend",
+        state_dir=tmp_path_factory.mktemp("stack"),
+        run_schedules=False,
+        task_backoff_scale=0.02,
+        host_env={
+            "LOCAL_PROVIDER_HOSTS": provider_api.netloc,
+            "REPLICATE_BASE_URL": provider_api.base_url + "/replicate/v1",
+            "OPENAI_BASE_URL": provider_api.base_url + "/openai/v1",
+            "GEMINI_BASE_URL": provider_api.base_url + "/genai",
+            "JOB_LEASE_SECONDS": "900",
+        },
+    )
+    with LocalStack(settings) as running:
+        with running.env():
+            yield running
+
+
+@pytest.fixture(scope="session")
+def db(stack: LocalStack) -> firestore.Client:
+    return firestore.Client(project=stack.settings.project_id)
+
+
+@pytest.fixture(scope="session")
+def bucket(stack: LocalStack) -> storage.Bucket:
+    return storage.Client(project=stack.settings.project_id).bucket(stack.settings.bucket)
+
+
+def admin_app(stack: LocalStack) -> firebase_admin.App:
+    """A firebase_admin app for this stack (named per project, emulator credentials)."""
+    name = f"stack-{stack.settings.project_id}"
+    try:
+        return firebase_admin.get_app(name)
+    except ValueError:
+        return firebase_admin.initialize_app(
+            _EmulatorCredential(), {"projectId": stack.settings.project_id, "storageBucket": stack.settings.bucket}, name=name
+        )
+
+
+@pytest.fixture()
+def id_token(stack: LocalStack):
+    def make(uid: str) -> str:
+        return local_id_token(uid, stack.settings.project_id)
+
+    return make
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("SKIP_E2E") == "1":
+        skip = pytest.mark.skip(reason="SKIP_E2E=1")
+        for item in items:
+            if "e2e" in item.keywords:
+                item.add_marker(skip)

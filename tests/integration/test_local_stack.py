@@ -1,0 +1,198 @@
+"""The local stack itself: every kind of delivery, checked with a small probe app.
+
+These tests run the stack against tests/fixtures/stack_app/main.py (not the product), so
+they pin down delivery semantics the product relies on: CloudEvents the SDK parses,
+wildcards, duplicate delivery, Cloud Tasks ids / retries / rate limits, callable auth,
+schedules, Storage finalize, and transaction isolation in the Firestore server.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from firebase_admin import exceptions as admin_exceptions
+from firebase_admin import functions as admin_functions
+from google.cloud import firestore, storage
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from local_stack.auth import local_id_token
+from local_stack.stack import LocalStack, StackSettings
+from tests.conftest import admin_app
+from tests.watch import wait_until
+
+pytestmark = pytest.mark.stack
+APP = Path(__file__).resolve().parents[1] / "fixtures" / "stack_app"
+
+
+@pytest.fixture(scope="module")
+def probe_stack(tmp_path_factory: pytest.TempPathFactory):
+    settings = StackSettings(
+        project_id="demo-stack-probe",
+        functions_dir=APP,
+        state_dir=tmp_path_factory.mktemp("probe-stack"),
+        run_schedules=False,
+        task_backoff_scale=0.25,
+    )
+    stack = LocalStack(settings).start()
+    with stack.env():
+        db = firestore.Client(project=settings.project_id)
+        gcs = storage.Client(project=settings.project_id)
+    stack.db = db  # type: ignore[attr-defined]
+    stack.gcs = gcs  # type: ignore[attr-defined]
+    yield stack
+    stack.stop()
+
+
+def results(stack: LocalStack, **where: object) -> list[dict]:
+    q = stack.db.collection("probe_results")  # type: ignore[attr-defined]
+    docs = [d.to_dict() for d in q.stream()]
+    return [d for d in docs if all(d.get(k) == v for k, v in where.items())]
+
+
+def test_manifest_lists_every_function_with_its_trigger(probe_stack: LocalStack):
+    kinds = {e.name: e.kind for e in probe_stack.endpoints}
+    assert kinds == {
+        "on_probe_created": "event",
+        "on_nested_created": "event",
+        "on_probe_upload": "event",
+        "probetask": "task",
+        "probecall": "callable",
+        "probeschedule": "schedule",
+    }
+
+
+def test_document_create_is_delivered_as_a_cloudevent_the_sdk_parses(probe_stack: LocalStack):
+    doc_id = uuid.uuid4().hex
+    probe_stack.db.collection("probe_docs").document(doc_id).set(  # type: ignore[attr-defined]
+        {"n": 7, "at": firestore.SERVER_TIMESTAMP, "tags": ["a", "b"], "nested": {"k": "v"}}
+    )
+    found = wait_until(lambda: results(probe_stack, fn="created", doc=doc_id), what="created event")
+    assert len(found) == 1
+    value = found[0]["value"]
+    assert value["n"] == 7 and value["tags"] == ["a", "b"] and value["nested"] == {"k": "v"}
+    assert value["at"] is not None, "server timestamp resolved before the event was built"
+    # an update is not a create
+    probe_stack.db.collection("probe_docs").document(doc_id).update({"n": 8})  # type: ignore[attr-defined]
+    delivered = [d for d in probe_stack.deliveries if d.subject == f"probe_docs/{doc_id}"]
+    assert len(delivered) == 1 and delivered[0].status == 204
+
+
+def test_nested_wildcards_match(probe_stack: LocalStack):
+    uid, item = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
+    probe_stack.db.document(f"probe_users/{uid}/items/{item}").set({"x": 1})  # type: ignore[attr-defined]
+    found = wait_until(lambda: results(probe_stack, fn="nested", uid=uid), what="nested event")
+    assert found[0]["item"] == item
+
+
+def test_duplicate_delivery_sends_the_same_event_id_twice(probe_stack: LocalStack):
+    doc_id = uuid.uuid4().hex
+    probe_stack.settings.duplicate_events = True
+    try:
+        probe_stack.db.collection("probe_docs").document(doc_id).set({"n": 1})  # type: ignore[attr-defined]
+        found = wait_until(lambda: len(results(probe_stack, fn="created", doc=doc_id)) == 2 and results(probe_stack, fn="created", doc=doc_id))
+    finally:
+        probe_stack.settings.duplicate_events = False
+    assert found[0]["event_id"] == found[1]["event_id"]
+
+
+def test_storage_finalize_for_any_client_upload(probe_stack: LocalStack):
+    name = f"probe/{uuid.uuid4().hex}.bin"
+    blob = probe_stack.gcs.bucket(probe_stack.settings.bucket).blob(name)  # type: ignore[attr-defined]
+    blob.upload_from_string(b"x" * 1234, content_type="application/octet-stream")
+    found = wait_until(lambda: results(probe_stack, fn="finalized", name=name), what="finalize event")
+    assert found[0]["size"] == 1234 and found[0]["content_type"] == "application/octet-stream"
+
+
+def _queue(stack: LocalStack):
+    with stack.env():
+        return admin_functions.task_queue("probetask", app=admin_app(stack))
+
+
+def test_task_ids_are_deduplicated_and_failures_retried_per_retry_config(probe_stack: LocalStack):
+    q = _queue(probe_stack)
+    key = uuid.uuid4().hex
+    q.enqueue({"data": {"key": key, "fail_times": 2}}, admin_functions.TaskOptions(task_id=f"t-{key}"))
+    with pytest.raises(admin_exceptions.AlreadyExistsError):
+        q.enqueue({"data": {"key": key}}, admin_functions.TaskOptions(task_id=f"t-{key}"))
+    attempts = wait_until(
+        lambda: sorted(d.get("attempt") for d in probe_stack.db.collection("probe_tasks").where(filter=FieldFilter("key", "==", key)).stream())  # type: ignore[attr-defined]
+        if probe_stack.tasks.pending() == 0 else None,
+        timeout_s=30,
+    )
+    assert attempts == [0, 1, 2], "two failures then success: three attempts"
+    statuses = [h["status"] for h in probe_stack.tasks.history if h["task"] == f"t-{key}"]
+    assert statuses[:2] == [500, 500] and statuses[2] == 200
+
+
+def test_task_gives_up_after_max_attempts(probe_stack: LocalStack):
+    q = _queue(probe_stack)
+    key = uuid.uuid4().hex
+    q.enqueue({"data": {"key": key, "fail_times": 99}}, admin_functions.TaskOptions(task_id=f"t-{key}"))
+    wait_until(lambda: probe_stack.tasks.pending() == 0, timeout_s=30)
+    attempts = [h for h in probe_stack.tasks.history if h["task"] == f"t-{key}"]
+    assert len(attempts) == 3 and all(a["status"] == 500 for a in attempts)
+
+
+def test_rate_limit_bounds_concurrency_and_schedule_time_is_honoured(probe_stack: LocalStack):
+    q = _queue(probe_stack)
+    key = uuid.uuid4().hex
+    for _ in range(6):
+        q.enqueue({"data": {"key": key, "sleep": 0.3}})
+    wait_until(lambda: probe_stack.tasks.pending() == 0, timeout_s=30)
+    seen = [d.to_dict()["concurrent"] for d in probe_stack.db.collection("probe_tasks").where(filter=FieldFilter("key", "==", key)).stream()]  # type: ignore[attr-defined]
+    assert len(seen) == 6 and max(seen) <= 2
+    delayed = uuid.uuid4().hex
+    q.enqueue({"data": {"key": delayed}}, admin_functions.TaskOptions(schedule_delay_seconds=2))
+    import time
+
+    t0 = time.time()
+    rows = wait_until(lambda: [d.to_dict() for d in probe_stack.db.collection("probe_tasks").where(filter=FieldFilter("key", "==", delayed)).stream()], timeout_s=10)  # type: ignore[attr-defined]
+    assert rows[0]["at"] - t0 >= 1.5
+
+
+def test_callable_accepts_local_tokens_and_refuses_missing_ones(probe_stack: LocalStack):
+    url = probe_stack.function_url("probecall")
+    r = requests.post(url, json={"data": {"hello": 1}}, timeout=10)
+    assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED"
+    token = local_id_token("user-1", probe_stack.settings.project_id)
+    r = requests.post(url, json={"data": {"hello": 1}}, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert r.status_code == 200 and r.json()["result"] == {"uid": "user-1", "echo": {"hello": 1}}
+    r = requests.post(url, json={"data": {}}, headers={"Authorization": "Bearer not-a-token"}, timeout=10)
+    assert r.status_code == 401
+
+
+def test_scheduled_function_runs_on_demand(probe_stack: LocalStack):
+    before = len(results(probe_stack, fn="scheduled"))
+    assert probe_stack.run_scheduled("probeschedule") == 200
+    assert len(results(probe_stack, fn="scheduled")) == before + 1
+
+
+def test_transactions_are_isolated_and_batches_atomic(probe_stack: LocalStack):
+    db = probe_stack.db  # type: ignore[attr-defined]
+    ref = db.collection("probe_accounts").document(uuid.uuid4().hex)
+    ref.set({"balance": 100})
+
+    def spend() -> None:
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> None:
+            snap = ref.get(transaction=tx)
+            tx.update(ref, {"balance": snap.get("balance") - 1})
+
+        run(db.transaction())
+
+    threads = [threading.Thread(target=spend) for _ in range(20)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert ref.get().get("balance") == 80
+
+    other = db.collection("probe_accounts").document(uuid.uuid4().hex)
+    batch = db.batch()
+    batch.set(other, {"a": 1})
+    batch.create(ref, {"clobber": True})  # fails: ref exists
+    with pytest.raises(Exception, match="exists"):
+        batch.commit()
+    assert not other.get().exists, "a failed batch must apply none of its writes"
