@@ -26,6 +26,7 @@ class ImageRequest:
     width: int = 1280
     height: int = 720
     seed: int | None = None
+    reference_image: Path | None = None  # e.g. a product photo to feature (model compositing)
 
 
 @dataclass(frozen=True)

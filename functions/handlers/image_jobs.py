@@ -1,0 +1,113 @@
+"""Image jobs: `image_generation_jobs/{job_id}` -> a PNG in Storage and on the scene document.
+
+A frontend writes the job (seed schema: job_id, scene_id, storyboard_id, user_id, text,
+style_prompt, use_product_composite, product_id, status="pending") and watches it.
+The job ends `completed` with image_url/image_path, and the scene document
+`storyboards/{storyboard_id}/scenes/{scene_id}` gets the same URL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from google.cloud import firestore
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core import config, storage
+from core.clients import db
+from core.errors import InvalidInput, JobError
+from core.lifecycle import Job, run_job, work_dir
+from core.safe_fetch import fetch_url
+from media.images import composite_product, image_size
+from providers.base import ImageRequest
+from providers.registry import get_provider
+
+COLLECTION = "image_generation_jobs"
+IMAGE_SIZE = (1280, 720)
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+
+
+class ImageJob(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    user_id: str = Field(pattern=ID_PATTERN)
+    storyboard_id: str = Field(pattern=ID_PATTERN)
+    scene_id: str = Field(pattern=ID_PATTERN)
+    text: str = Field(min_length=1, max_length=4000)
+    style_prompt: str = Field(default="", max_length=2000)
+    use_product_composite: bool = False
+    product_id: str | None = Field(default=None, pattern=ID_PATTERN)
+
+    @model_validator(mode="after")
+    def _product_needed(self) -> ImageJob:
+        if self.use_product_composite and not self.product_id:
+            raise ValueError("use_product_composite needs a product_id")
+        return self
+
+    @property
+    def prompt(self) -> str:
+        return f"{self.text.strip()}. {self.style_prompt.strip()}".strip(". ") if self.style_prompt else self.text.strip()
+
+
+def handle(document: firestore.DocumentReference, event_id: str) -> None:
+    run_job(document, event_id, ImageJob, generate_scene_image)
+
+
+def generate_scene_image(job: Job, spec: ImageJob) -> dict[str, Any]:
+    provider = get_provider("image")
+    job.progress(10, provider=provider.name)
+    with work_dir(f"image-{job.id}") as tmp:
+        width, height = IMAGE_SIZE
+        generated = provider.generate_image(ImageRequest(prompt=spec.prompt, width=width, height=height), tmp)
+        job.progress(60)
+        image = generated.path
+        if spec.use_product_composite and spec.product_id:
+            image = _composite(spec.product_id, image, tmp, provider_prompt=spec.prompt)
+            job.progress(80)
+        path = f"users/{spec.user_id}/images/{job.id}.png"
+        url = storage.upload_file(image, path, "image/png")
+        w, h = image_size(image)
+    job.progress(95)
+    scene = db().document(f"storyboards/{spec.storyboard_id}/scenes/{spec.scene_id}")
+    scene.set(
+        {"image_url": url, "image_path": path, "image_job_id": job.id, "updated_at": firestore.SERVER_TIMESTAMP},
+        merge=True,
+    )
+    return {
+        "image_url": url,
+        "image_path": path,
+        "width": w,
+        "height": h,
+        "provider": generated.provider,
+        "model": generated.model,
+    }
+
+
+def _composite(product_id: str, scene_image: Path, tmp: Path, *, provider_prompt: str) -> Path:
+    product = db().document(f"products/{product_id}").get()
+    if not product.exists:
+        raise InvalidInput(f"product {product_id} does not exist", code="product-not-found")
+    data = product.to_dict() or {}
+    product_file = tmp / "product.png"
+    if data.get("image_path"):
+        storage.download_to(str(data["image_path"]), product_file)
+    elif data.get("image_url"):
+        fetch_url(str(data["image_url"]), product_file)
+    else:
+        raise InvalidInput(f"product {product_id} has no image", code="product-not-found")
+    method = config.COMPOSITE_METHOD.value
+    out = tmp / "composite.png"
+    if method == "pillow":
+        return composite_product(scene_image, product_file, out)
+    if method == "model":
+        provider = get_provider("image")
+        name = data.get("name") or "the product"
+        request = ImageRequest(
+            prompt=f"{provider_prompt}. Feature {name} naturally in the scene.",
+            width=IMAGE_SIZE[0],
+            height=IMAGE_SIZE[1],
+            reference_image=product_file,
+        )
+        return provider.generate_image(request, tmp).path
+    raise JobError(f"unknown COMPOSITE_METHOD {method!r}", code="misconfigured")

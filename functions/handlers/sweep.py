@@ -1,0 +1,117 @@
+"""The scheduled sweep: no job stays `processing` (or unclaimed) forever.
+
+Firestore and Storage triggers are never retried, so a worker that crashes, or an event
+that was never delivered, would leave a job hanging. Every few minutes the sweep:
+- fails jobs whose lease expired while `processing` (code `lease-expired`), through the
+  same ownership check as a worker, so it never overwrites a job that just finished;
+- fails `pending` jobs nobody claimed within the lease (code `not-started`).
+Collections with extra duties on failure (e.g. refunds for creations) register a hook.
+
+Queries use only equality + range on top-level collections (no collection-group queries),
+with composite indexes declared in firestore.indexes.json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from firebase_functions import logger
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from core.clients import db
+from core.lifecycle import lease_duration, now
+
+FailureHook = Callable[[firestore.Transaction, firestore.DocumentReference, dict[str, Any], str], None]
+
+
+@dataclass(frozen=True)
+class SweptCollection:
+    name: str
+    processing: tuple[str, ...] = ("processing",)  # statuses that hold a lease
+    pending: tuple[str, ...] = ("pending",)
+    created_field: str = "created_at"
+    on_failed: FailureHook | None = None  # runs once, inside the transaction that fails the job
+
+
+JOB_COLLECTIONS: dict[str, SweptCollection] = {}
+
+
+def register(collection: SweptCollection) -> None:
+    JOB_COLLECTIONS[collection.name] = collection
+
+
+for _name in ("image_generation_jobs", "video_generation_jobs", "multi_video_jobs", "composition_jobs"):
+    register(SweptCollection(_name))
+
+
+@dataclass
+class SweepReport:
+    expired: int = 0
+    not_started: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"expired": self.expired, "notStarted": self.not_started}
+
+
+def sweep(at: datetime | None = None) -> SweepReport:
+    t = at or now()
+    report = SweepReport()
+    for coll in JOB_COLLECTIONS.values():
+        for status in coll.processing:
+            q = db().collection(coll.name).where(filter=FieldFilter("status", "==", status)).where(
+                filter=FieldFilter("leaseExpiresAt", "<", t)
+            )
+            for snap in q.stream():
+                if _fail(coll, snap.reference, "lease-expired", "the worker stopped before finishing (crash or timeout)", t, expect=status):
+                    report.expired += 1
+        cutoff = t - lease_duration()
+        for status in coll.pending:
+            q = db().collection(coll.name).where(filter=FieldFilter("status", "==", status))
+            for snap in q.stream():
+                created = _created_at(snap, coll.created_field)
+                if created is not None and created < cutoff and _fail(
+                    coll, snap.reference, "not-started", "the job was never picked up", t, expect=status
+                ):
+                    report.not_started += 1
+    logger.info("sweep finished", **report.as_dict())
+    return report
+
+
+def _created_at(snap: firestore.DocumentSnapshot, field: str) -> datetime | None:
+    data = snap.to_dict() or {}
+    value = data.get(field) or data.get("createdAt")
+    return value if isinstance(value, datetime) else snap.create_time
+
+
+def _fail(coll: SweptCollection, ref: firestore.DocumentReference, code: str, message: str, t: datetime, *, expect: str) -> bool:
+    transaction = db().transaction()
+
+    @firestore.transactional
+    def run(tx: firestore.Transaction) -> bool:
+        snap = ref.get(transaction=tx)
+        data = snap.to_dict() or {}
+        if data.get("status") != expect:
+            return False
+        lease = data.get("leaseExpiresAt")
+        if expect in coll.processing and lease is not None and lease >= t:
+            return False  # renewed since the query
+        if coll.on_failed is not None:
+            coll.on_failed(tx, ref, data, code)
+        tx.update(
+            ref,
+            {
+                "status": "failed",
+                "error": {"code": code, "message": message, "retryable": True},
+                "completedAt": t,
+                "updatedAt": t,
+                "claimId": None,
+            },
+        )
+        logger.warn("sweep failed a job", jobId=ref.id, collection=coll.name, userId=data.get("user_id") or data.get("userId"), errorCode=code)
+        return True
+
+    return bool(run(transaction))

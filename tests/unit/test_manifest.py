@@ -1,0 +1,107 @@
+"""The manifest the Firebase CLI reads at deploy time, produced by the SDK's own discovery.
+
+Runs `serving.get_functions()` + `functions_as_yaml()` (what `/__/functions.yaml` serves to
+the CLI) in a fresh interpreter, with no emulator or secret in the environment, and checks
+every function's trigger and options.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+FIRESTORE_CREATED = "google.cloud.firestore.document.v1.created"
+STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
+
+# name -> (trigger kind, detail) ; detail is the document pattern for Firestore triggers
+EXPECTED = {
+    "handle_image_generation": ("firestore", "image_generation_jobs/{job_id}"),
+    "sweep_stuck_jobs": ("schedule", "every 5 minutes"),
+}
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("_EMULATOR_HOST") and k not in ("FIREBASE_CONFIG",)
+    }
+    env["PYTHONPATH"] = str(FUNCTIONS)
+    code = "from firebase_functions.private import serving; print(serving.functions_as_yaml(serving.get_functions()))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=FUNCTIONS,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return yaml.safe_load(out.stdout)
+
+
+def test_every_function_is_discovered_with_its_trigger(manifest: dict):
+    endpoints = manifest["endpoints"]
+    missing = set(EXPECTED) - set(endpoints)
+    assert not missing, f"functions not in the manifest: {missing}"
+    for name, (kind, detail) in EXPECTED.items():
+        ep = endpoints[name]
+        if kind == "firestore":
+            assert ep["eventTrigger"]["eventType"] == FIRESTORE_CREATED
+            assert ep["eventTrigger"]["eventFilterPathPatterns"]["document"] == detail
+            assert ep["eventTrigger"]["retry"] is False
+        elif kind == "storage":
+            assert ep["eventTrigger"]["eventType"] == STORAGE_FINALIZED
+        elif kind == "schedule":
+            assert ep["scheduleTrigger"]["schedule"] == detail
+        elif kind == "task":
+            assert "taskQueueTrigger" in ep
+        elif kind == "callable":
+            assert "callableTrigger" in ep
+        elif kind == "https":
+            assert "httpsTrigger" in ep
+
+
+def test_every_function_has_explicit_resources_and_cost_labels(manifest: dict):
+    for name, ep in manifest["endpoints"].items():
+        assert ep["labels"]["app"] == "media-backend", name
+        assert ep["labels"]["service"], name
+        assert isinstance(ep["availableMemoryMb"], int), name
+        assert ep["cpu"] != "gcf_gen1" and float(ep["cpu"]) >= 1, (
+            f"{name} must not run on a fraction of a CPU"
+        )
+        assert ep["timeoutSeconds"] > 0 and ep["maxInstances"] > 0, name
+        assert ep["platform"] == "gcfv2" and ep["region"] == ["us-central1"], name
+        if "eventTrigger" in ep:
+            assert ep["timeoutSeconds"] <= 540, f"{name}: event functions are capped at 540 s"
+
+
+def test_generation_functions_bind_provider_secrets(manifest: dict):
+    ep = manifest["endpoints"]["handle_image_generation"]
+    keys = {s["key"] for s in ep["secretEnvironmentVariables"]}
+    assert {"REPLICATE_API_TOKEN", "OPENAI_API_KEY", "GEMINI_API_KEY"} <= keys
+    declared = {p["name"] for p in manifest["params"]}
+    assert {
+        "MEDIA_PROVIDER",
+        "COMPOSITE_METHOD",
+        "JOB_LEASE_SECONDS",
+        "BACKGROUND_QUALITIES",
+    } <= declared
+
+
+def test_import_is_cheap():
+    """Deploy and every cold start import main.py: no network, no secret reads, fast."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
+    env["PYTHONPATH"] = str(FUNCTIONS)
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-c", "import main"], cwd=FUNCTIONS, env=env, check=True, timeout=60
+    )
+    assert time.monotonic() - started < 20
