@@ -7,17 +7,20 @@ cold start import it.
 
 from __future__ import annotations
 
-from firebase_functions import firestore_fn, scheduler_fn
-
 from core import runtime
 from core.clients import init_app
+from firebase_functions import firestore_fn, scheduler_fn
 from handlers import image_jobs, sweep
 
 init_app()
 
 
-@firestore_fn.on_document_created(document="image_generation_jobs/{job_id}", **runtime.GENERATION_JOB)
-def handle_image_generation(event: firestore_fn.Event[firestore_fn.DocumentSnapshot | None]) -> None:
+@firestore_fn.on_document_created(
+    document="image_generation_jobs/{job_id}", **runtime.GENERATION_JOB
+)
+def handle_image_generation(
+    event: firestore_fn.Event[firestore_fn.DocumentSnapshot | None],
+) -> None:
     if event.data is not None:
         image_jobs.handle(event.data.reference, event.id)
 

@@ -27,7 +27,9 @@ ENV_FILE = ROOT / ".local" / "stack" / "env.json"
 def _write_env(stack: LocalStack) -> None:
     ENV_FILE.parent.mkdir(parents=True, exist_ok=True)
     data = {**stack.client_env(), "CONTROL_URL": f"http://127.0.0.1:{stack.control_port}"}
-    data["FUNCTIONS_URL"] = f"http://127.0.0.1:{stack.host_port}/{stack.settings.project_id}/us-central1"
+    data["FUNCTIONS_URL"] = (
+        f"http://127.0.0.1:{stack.host_port}/{stack.settings.project_id}/us-central1"
+    )
     ENV_FILE.write_text(json.dumps(data, indent=2))
 
 
@@ -85,15 +87,19 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO if os.environ.get("STACK_VERBOSE") else logging.WARNING,
-                        format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if os.environ.get("STACK_VERBOSE") else logging.WARNING,
+        format="%(asctime)s %(name)s %(message)s",
+    )
     parser = argparse.ArgumentParser(prog="python -m local_stack")
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start the stack and keep it running")
     up.add_argument("--fresh", action="store_true", help="delete stored objects first")
     up.set_defaults(fn=cmd_up)
     demo = sub.add_parser("demo", help="run the demo on a fresh stack")
-    demo.add_argument("--keep-running", action="store_true", help="keep the stack up after the demo (player page)")
+    demo.add_argument(
+        "--keep-running", action="store_true", help="keep the stack up after the demo (player page)"
+    )
     demo.set_defaults(fn=cmd_demo)
     watch = sub.add_parser("watch", help="follow a job document, e.g. image_generation_jobs/abc")
     watch.add_argument("path")

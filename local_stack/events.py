@@ -17,9 +17,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 FIRESTORE_EVENT_TYPES = {
-    "create": ("google.cloud.firestore.document.v1.created", "google.cloud.firestore.document.v1.written"),
-    "update": ("google.cloud.firestore.document.v1.updated", "google.cloud.firestore.document.v1.written"),
-    "delete": ("google.cloud.firestore.document.v1.deleted", "google.cloud.firestore.document.v1.written"),
+    "create": (
+        "google.cloud.firestore.document.v1.created",
+        "google.cloud.firestore.document.v1.written",
+    ),
+    "update": (
+        "google.cloud.firestore.document.v1.updated",
+        "google.cloud.firestore.document.v1.written",
+    ),
+    "delete": (
+        "google.cloud.firestore.document.v1.deleted",
+        "google.cloud.firestore.document.v1.written",
+    ),
 }
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 
@@ -142,7 +151,9 @@ def firestore_event(
     return attrs, data
 
 
-def storage_event(*, bucket: str, obj: dict[str, Any], event_id: str) -> tuple[dict[str, str], dict[str, Any]]:
+def storage_event(
+    *, bucket: str, obj: dict[str, Any], event_id: str
+) -> tuple[dict[str, str], dict[str, Any]]:
     attrs = {
         "specversion": "1.0",
         "id": event_id,

@@ -67,9 +67,13 @@ def create_app() -> Flask:
         except Exception as exc:  # the event failed; Eventarc would record it, not retry
             log.exception("event function %s failed", name)
             return Response(f"{type(exc).__name__}: {exc}", status=500)
-        return Response(status=204, headers={"X-Handler-Ms": f"{(time.monotonic() - started) * 1000:.1f}"})
+        return Response(
+            status=204, headers={"X-Handler-Ms": f"{(time.monotonic() - started) * 1000:.1f}"}
+        )
 
-    app.add_url_rule("/<name>", "invoke", invoke, methods=["POST", "GET", "PUT", "DELETE", "OPTIONS"])
+    app.add_url_rule(
+        "/<name>", "invoke", invoke, methods=["POST", "GET", "PUT", "DELETE", "OPTIONS"]
+    )
     app.add_url_rule(
         "/<project>/<region>/<name>",
         "invoke_qualified",

@@ -17,7 +17,8 @@ def next_run(schedule: str, after: datetime) -> datetime:
     if len(fields) != 5:
         raise ValueError(f"unsupported schedule: {schedule!r}")
     minutes, hours, days, months, weekdays = (
-        _parse_field(f, lo, hi) for f, (lo, hi) in zip(fields, [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)], strict=True)
+        _parse_field(f, lo, hi)
+        for f, (lo, hi) in zip(fields, [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)], strict=True)
     )
     t = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
     for _ in range(366 * 24 * 60):

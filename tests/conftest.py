@@ -8,9 +8,9 @@ from pathlib import Path
 
 import firebase_admin
 import pytest
+from core.clients import _EmulatorCredential
 from google.cloud import firestore, storage
 
-from core.clients import _EmulatorCredential
 from local_stack.auth import local_id_token
 from local_stack.stack import LocalStack, StackSettings
 from tests.fakes.provider_api import FakeProviderAPI
@@ -26,7 +26,9 @@ def provider_api() -> Iterator[FakeProviderAPI]:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, provider_api: FakeProviderAPI) -> Iterator[LocalStack]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, provider_api: FakeProviderAPI
+) -> Iterator[LocalStack]:
     """The local stack hosting functions/main.py, shared by the whole test session.
 
     Providers default to the offline `local` adapter (no keys set). Tests that exercise
@@ -37,17 +39,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, provider_api: FakeProviderAP
         state_dir=tmp_path_factory.mktemp("stack"),
         run_schedules=False,
         task_backoff_scale=0.02,
-        host_env={
-            "LOCAL_PROVIDER_HOSTS": provider_api.netloc,
-            "REPLICATE_BASE_URL": provider_api.base_url + "/replicate/v1",
-            "OPENAI_BASE_URL": provider_api.base_url + "/openai/v1",
-            "GEMINI_BASE_URL": provider_api.base_url + "/genai",
-            "JOB_LEASE_SECONDS": "900",
-        },
+        host_env={**provider_api.env(), "JOB_LEASE_SECONDS": "900"},
     )
-    with LocalStack(settings) as running:
-        with running.env():
-            yield running
+    with LocalStack(settings) as running, running.env():
+        yield running
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +62,9 @@ def admin_app(stack: LocalStack) -> firebase_admin.App:
         return firebase_admin.get_app(name)
     except ValueError:
         return firebase_admin.initialize_app(
-            _EmulatorCredential(), {"projectId": stack.settings.project_id, "storageBucket": stack.settings.bucket}, name=name
+            _EmulatorCredential(),
+            {"projectId": stack.settings.project_id, "storageBucket": stack.settings.bucket},
+            name=name,
         )
 
 

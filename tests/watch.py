@@ -45,7 +45,9 @@ class DocWatcher:
         with self._cv:
             return [s[field] for s in self.snapshots if field in s]
 
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 60.0) -> dict[str, Any]:
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 60.0
+    ) -> dict[str, Any]:
         end = time.monotonic() + timeout_s
         with self._cv:
             while True:
@@ -56,7 +58,9 @@ class DocWatcher:
                 remaining = end - time.monotonic()
                 if remaining <= 0:
                     last = self.snapshots[-1] if self.snapshots else None
-                    raise TimeoutError(f"{self.ref.path}: condition not met in {timeout_s}s; last snapshot: {last}")
+                    raise TimeoutError(
+                        f"{self.ref.path}: condition not met in {timeout_s}s; last snapshot: {last}"
+                    )
                 self._cv.wait(timeout=min(remaining, 0.5))
 
     def wait_terminal(self, timeout_s: float = 120.0) -> dict[str, Any]:
@@ -72,7 +76,12 @@ class DocWatcher:
         self.close()
 
 
-def wait_until(check: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.1, what: str = "condition") -> Any:
+def wait_until(
+    check: Callable[[], Any],
+    timeout_s: float = 30.0,
+    interval_s: float = 0.1,
+    what: str = "condition",
+) -> Any:
     end = time.monotonic() + timeout_s
     while True:
         value = check()

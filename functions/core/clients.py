@@ -20,7 +20,9 @@ from google.cloud import storage as gcs
 
 
 def using_emulators() -> bool:
-    return bool(os.environ.get("FIRESTORE_EMULATOR_HOST") or os.environ.get("STORAGE_EMULATOR_HOST"))
+    return bool(
+        os.environ.get("FIRESTORE_EMULATOR_HOST") or os.environ.get("STORAGE_EMULATOR_HOST")
+    )
 
 
 class _EmulatorCredential(credentials.Base):

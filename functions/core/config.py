@@ -36,8 +36,14 @@ VEO_MODEL = params.StringParam("VEO_MODEL", default="veo-3.0-fast-generate-001")
 # --- fetching ------------------------------------------------------------------------
 ALLOWED_FETCH_HOSTS = params.ListParam(
     "ALLOWED_FETCH_HOSTS",
-    default=["replicate.delivery", "pbxt.replicate.delivery", "oaidalleapiprodscus.blob.core.windows.net",
-             "generativelanguage.googleapis.com", "storage.googleapis.com", "firebasestorage.googleapis.com"],
+    default=[
+        "replicate.delivery",
+        "pbxt.replicate.delivery",
+        "oaidalleapiprodscus.blob.core.windows.net",
+        "generativelanguage.googleapis.com",
+        "storage.googleapis.com",
+        "firebasestorage.googleapis.com",
+    ],
     description="Hosts (besides our own bucket) the backend may download media from.",
 )
 MAX_FETCH_BYTES = params.IntParam("MAX_FETCH_BYTES", default=512 * 1024 * 1024)
@@ -54,7 +60,16 @@ BACKGROUND_QUALITIES = params.BoolParam(
 )
 READY_AFTER_SEGMENTS = params.IntParam("READY_AFTER_SEGMENTS", default=1)
 
+# --- long-form video -----------------------------------------------------------------
+LONGFORM_MAX_SEGMENTS = params.IntParam(
+    "LONGFORM_MAX_SEGMENTS",
+    default=20,
+    description="Most prompts (segments) one long-form video job may have.",
+)
+
 # --- lifecycle -----------------------------------------------------------------------
 JOB_LEASE_SECONDS = params.IntParam(
-    "JOB_LEASE_SECONDS", default=15 * 60, description="A processing job not updated for this long is swept."
+    "JOB_LEASE_SECONDS",
+    default=15 * 60,
+    description="A processing job not updated for this long is swept.",
 )

@@ -76,10 +76,14 @@ class Job:
         return str(self.ref.parent.id)
 
     def log(self, message: str, **fields: Any) -> None:
-        logger.info(message, jobId=self.id, userId=self.user_id, collection=self.collection, **fields)
+        logger.info(
+            message, jobId=self.id, userId=self.user_id, collection=self.collection, **fields
+        )
 
     def warn(self, message: str, **fields: Any) -> None:
-        logger.warn(message, jobId=self.id, userId=self.user_id, collection=self.collection, **fields)
+        logger.warn(
+            message, jobId=self.id, userId=self.user_id, collection=self.collection, **fields
+        )
 
     def progress(self, percent: float, *, min_interval_s: float = 0.0, **fields: Any) -> None:
         """Raise progress (never lowers it), renew the lease, and write extra fields."""
@@ -89,20 +93,36 @@ class Job:
             return
         self._progress = pct
         self._last_write = t
-        update = {"progress": pct, "updatedAt": now(), "leaseExpiresAt": now() + lease_duration(), **fields}
+        update = {
+            "progress": pct,
+            "updatedAt": now(),
+            "leaseExpiresAt": now() + lease_duration(),
+            **fields,
+        }
         if not _write_if_owner(self.ref, self.claim_id, update):
             raise LostClaim(self.id)
 
     def update(self, **fields: Any) -> None:
         """Write fields (and renew the lease) while this worker owns the job."""
-        if not _write_if_owner(self.ref, self.claim_id, {"updatedAt": now(), "leaseExpiresAt": now() + lease_duration(), **fields}):
+        if not _write_if_owner(
+            self.ref,
+            self.claim_id,
+            {"updatedAt": now(), "leaseExpiresAt": now() + lease_duration(), **fields},
+        ):
             raise LostClaim(self.id)
 
     def complete(self, **outputs: Any) -> bool:
         ok = _write_if_owner(
             self.ref,
             self.claim_id,
-            {"status": "completed", "progress": 100, "completedAt": now(), "updatedAt": now(), "error": None, **outputs},
+            {
+                "status": "completed",
+                "progress": 100,
+                "completedAt": now(),
+                "updatedAt": now(),
+                "error": None,
+                **outputs,
+            },
         )
         self.log("job completed" if ok else "job completion discarded: claim lost")
         return ok
@@ -113,7 +133,11 @@ class Job:
             self.claim_id,
             {
                 "status": "failed",
-                "error": {"code": error.code, "message": error.message, "retryable": error.retryable},
+                "error": {
+                    "code": error.code,
+                    "message": error.message,
+                    "retryable": error.retryable,
+                },
                 "completedAt": now(),
                 "updatedAt": now(),
             },
@@ -126,7 +150,9 @@ class LostClaim(Exception):
     """Another worker or the sweep took the job over; stop working on it."""
 
 
-def claim(ref: firestore.DocumentReference, claim_id: str, *, allow_status: tuple[str, ...] = ("pending",)) -> Job | None:
+def claim(
+    ref: firestore.DocumentReference, claim_id: str, *, allow_status: tuple[str, ...] = ("pending",)
+) -> Job | None:
     """Atomically move a job from `pending` (or an expired `processing`) to `processing`.
 
     Returns None when there is nothing to do: the job is gone, terminal, or owned by a
@@ -164,12 +190,22 @@ def claim(ref: firestore.DocumentReference, claim_id: str, *, allow_status: tupl
             },
         )
         uid = data.get("user_id") or data.get("userId")
-        return Job(ref=ref, data=data, claim_id=claim_id, attempts=attempts, user_id=uid, _progress=int(data.get("progress") or 0))
+        return Job(
+            ref=ref,
+            data=data,
+            claim_id=claim_id,
+            attempts=attempts,
+            user_id=uid,
+            _progress=int(data.get("progress") or 0),
+        )
 
-    return run(transaction)  # type: ignore[no-any-return]
+    job: Job | None = run(transaction)
+    return job
 
 
-def _write_if_owner(ref: firestore.DocumentReference, claim_id: str, update: dict[str, Any]) -> bool:
+def _write_if_owner(
+    ref: firestore.DocumentReference, claim_id: str, update: dict[str, Any]
+) -> bool:
     transaction = db().transaction()
 
     @firestore.transactional
@@ -190,7 +226,8 @@ def validate(model: type[T], data: dict[str, Any]) -> T:
         return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'document'}: {err['msg']}" for err in exc.errors()[:5]
+            f"{'.'.join(str(p) for p in err['loc']) or 'document'}: {err['msg']}"
+            for err in exc.errors()[:5]
         )
         raise InvalidInput(f"invalid job document: {problems}") from exc
 
@@ -231,6 +268,12 @@ def run_job(
     except JobError as err:
         job.fail(err)
     except Exception as exc:
-        logger.error("job crashed", jobId=job.id, userId=job.user_id, error=repr(exc), trace=traceback.format_exc()[-2000:])
+        logger.error(
+            "job crashed",
+            jobId=job.id,
+            userId=job.user_id,
+            error=repr(exc),
+            trace=traceback.format_exc()[-2000:],
+        )
         job.fail(JobError(f"internal error: {type(exc).__name__}", code="internal"))
     return job

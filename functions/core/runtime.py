@@ -42,6 +42,21 @@ def runtime(
 
 
 # Event functions are capped at 540 s by Cloud Functions; longer work moves to task queues.
-GENERATION_JOB = runtime("generation", memory=options.MemoryOption.GB_1, cpu=1, timeout_sec=540, max_instances=20, secrets=True)
-MEDIA_JOB = runtime("media", memory=options.MemoryOption.GB_4, cpu=2, timeout_sec=540, max_instances=10, concurrency=1, secrets=True)
+GENERATION_JOB = runtime(
+    "generation",
+    memory=options.MemoryOption.GB_1,
+    cpu=1,
+    timeout_sec=540,
+    max_instances=20,
+    secrets=True,
+)
+MEDIA_JOB = runtime(
+    "media",
+    memory=options.MemoryOption.GB_4,
+    cpu=2,
+    timeout_sec=540,
+    max_instances=10,
+    concurrency=1,
+    secrets=True,
+)
 LIGHT = runtime("api", memory=options.MemoryOption.MB_512, cpu=1, timeout_sec=60, max_instances=50)

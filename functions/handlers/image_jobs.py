@@ -11,17 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from google.cloud import firestore
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from core import config, storage
 from core.clients import db
 from core.errors import InvalidInput, JobError
 from core.lifecycle import Job, run_job, work_dir
 from core.safe_fetch import fetch_url
+from google.cloud import firestore
 from media.images import composite_product, image_size
 from providers.base import ImageRequest
 from providers.registry import get_provider
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 COLLECTION = "image_generation_jobs"
 IMAGE_SIZE = (1280, 720)
@@ -47,7 +46,11 @@ class ImageJob(BaseModel):
 
     @property
     def prompt(self) -> str:
-        return f"{self.text.strip()}. {self.style_prompt.strip()}".strip(". ") if self.style_prompt else self.text.strip()
+        return (
+            f"{self.text.strip()}. {self.style_prompt.strip()}".strip(". ")
+            if self.style_prompt
+            else self.text.strip()
+        )
 
 
 def handle(document: firestore.DocumentReference, event_id: str) -> None:
@@ -59,7 +62,9 @@ def generate_scene_image(job: Job, spec: ImageJob) -> dict[str, Any]:
     job.progress(10, provider=provider.name)
     with work_dir(f"image-{job.id}") as tmp:
         width, height = IMAGE_SIZE
-        generated = provider.generate_image(ImageRequest(prompt=spec.prompt, width=width, height=height), tmp)
+        generated = provider.generate_image(
+            ImageRequest(prompt=spec.prompt, width=width, height=height), tmp
+        )
         job.progress(60)
         image = generated.path
         if spec.use_product_composite and spec.product_id:
@@ -71,7 +76,12 @@ def generate_scene_image(job: Job, spec: ImageJob) -> dict[str, Any]:
     job.progress(95)
     scene = db().document(f"storyboards/{spec.storyboard_id}/scenes/{spec.scene_id}")
     scene.set(
-        {"image_url": url, "image_path": path, "image_job_id": job.id, "updated_at": firestore.SERVER_TIMESTAMP},
+        {
+            "image_url": url,
+            "image_path": path,
+            "image_job_id": job.id,
+            "updated_at": firestore.SERVER_TIMESTAMP,
+        },
         merge=True,
     )
     return {

@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from core.clients import db
+from core.lifecycle import lease_duration, now
 from firebase_functions import logger
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from core.clients import db
-from core.lifecycle import lease_duration, now
-
-FailureHook = Callable[[firestore.Transaction, firestore.DocumentReference, dict[str, Any], str], None]
+FailureHook = Callable[
+    [firestore.Transaction, firestore.DocumentReference, dict[str, Any], str], None
+]
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,12 @@ def register(collection: SweptCollection) -> None:
     JOB_COLLECTIONS[collection.name] = collection
 
 
-for _name in ("image_generation_jobs", "video_generation_jobs", "multi_video_jobs", "composition_jobs"):
+for _name in (
+    "image_generation_jobs",
+    "video_generation_jobs",
+    "multi_video_jobs",
+    "composition_jobs",
+):
     register(SweptCollection(_name))
 
 
@@ -62,19 +68,38 @@ def sweep(at: datetime | None = None) -> SweepReport:
     report = SweepReport()
     for coll in JOB_COLLECTIONS.values():
         for status in coll.processing:
-            q = db().collection(coll.name).where(filter=FieldFilter("status", "==", status)).where(
-                filter=FieldFilter("leaseExpiresAt", "<", t)
+            q = (
+                db()
+                .collection(coll.name)
+                .where(filter=FieldFilter("status", "==", status))
+                .where(filter=FieldFilter("leaseExpiresAt", "<", t))
             )
             for snap in q.stream():
-                if _fail(coll, snap.reference, "lease-expired", "the worker stopped before finishing (crash or timeout)", t, expect=status):
+                if _fail(
+                    coll,
+                    snap.reference,
+                    "lease-expired",
+                    "the worker stopped before finishing (crash or timeout)",
+                    t,
+                    expect=status,
+                ):
                     report.expired += 1
         cutoff = t - lease_duration()
         for status in coll.pending:
             q = db().collection(coll.name).where(filter=FieldFilter("status", "==", status))
             for snap in q.stream():
                 created = _created_at(snap, coll.created_field)
-                if created is not None and created < cutoff and _fail(
-                    coll, snap.reference, "not-started", "the job was never picked up", t, expect=status
+                if (
+                    created is not None
+                    and created < cutoff
+                    and _fail(
+                        coll,
+                        snap.reference,
+                        "not-started",
+                        "the job was never picked up",
+                        t,
+                        expect=status,
+                    )
                 ):
                     report.not_started += 1
     logger.info("sweep finished", **report.as_dict())
@@ -87,7 +112,15 @@ def _created_at(snap: firestore.DocumentSnapshot, field: str) -> datetime | None
     return value if isinstance(value, datetime) else snap.create_time
 
 
-def _fail(coll: SweptCollection, ref: firestore.DocumentReference, code: str, message: str, t: datetime, *, expect: str) -> bool:
+def _fail(
+    coll: SweptCollection,
+    ref: firestore.DocumentReference,
+    code: str,
+    message: str,
+    t: datetime,
+    *,
+    expect: str,
+) -> bool:
     transaction = db().transaction()
 
     @firestore.transactional
@@ -111,7 +144,13 @@ def _fail(coll: SweptCollection, ref: firestore.DocumentReference, code: str, me
                 "claimId": None,
             },
         )
-        logger.warn("sweep failed a job", jobId=ref.id, collection=coll.name, userId=data.get("user_id") or data.get("userId"), errorCode=code)
+        logger.warn(
+            "sweep failed a job",
+            jobId=ref.id,
+            collection=coll.name,
+            userId=data.get("user_id") or data.get("userId"),
+            errorCode=code,
+        )
         return True
 
     return bool(run(transaction))

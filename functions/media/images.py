@@ -7,7 +7,9 @@ from pathlib import Path
 from PIL import Image, ImageFilter
 
 
-def composite_product(scene: Path, product: Path, out: Path, *, height_ratio: float = 0.38, margin_ratio: float = 0.05) -> Path:
+def composite_product(
+    scene: Path, product: Path, out: Path, *, height_ratio: float = 0.38, margin_ratio: float = 0.05
+) -> Path:
     """Place the product image in the lower right of the scene with a soft shadow.
 
     The product keeps its aspect ratio and transparency (a product photo without alpha is

@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from core.errors import MediaError
+
 from media.process import run_ffprobe
 
 
@@ -106,7 +107,7 @@ def parse_probe(data: dict, *, size_bytes: int) -> MediaInfo:
         duration_s=duration,
         size_bytes=size_bytes,
         format_name=str(fmt.get("format_name", "")),
-        bit_rate=int(br) if str(br or "").isdigit() else None,
+        bit_rate=int(str(br)) if str(br or "").isdigit() else None,
         video=video,
         audio=audio,
     )
@@ -116,12 +117,21 @@ def keyframe_times(path: str | Path, *, timeout_s: float = 120.0) -> list[float]
     """Presentation times of the video keyframes (for checks and tests)."""
     out = run_ffprobe(
         [
-            "-select_streams", "v:0", "-skip_frame", "nokey", "-show_entries",
-            "frame=pts_time", "-of", "csv=p=0", str(path),
+            "-select_streams",
+            "v:0",
+            "-skip_frame",
+            "nokey",
+            "-show_entries",
+            "frame=pts_time",
+            "-of",
+            "csv=p=0",
+            str(path),
         ],
         timeout_s=timeout_s,
     )
-    return [float(x) for x in out.split() if x.strip() and x.strip() != "N/A"]
+    # each line is "pts_time," (side data can add a trailing separator): take the first field
+    fields = (line.split(",", 1)[0].strip() for line in out.splitlines())
+    return [float(x) for x in fields if x and x != "N/A"]
 
 
 def _is_cover(stream: dict) -> bool:
@@ -131,7 +141,7 @@ def _is_cover(stream: dict) -> bool:
 def _rotation(stream: dict) -> int:
     for sd in stream.get("side_data_list") or []:
         if "rotation" in sd:
-            return int(round(float(sd["rotation"]))) % 360
+            return round(float(sd["rotation"])) % 360
     tag = (stream.get("tags") or {}).get("rotate")
     return int(tag) % 360 if tag and str(tag).lstrip("-").isdigit() else 0
 

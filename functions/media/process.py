@@ -47,13 +47,20 @@ def wait_ffmpeg(proc: subprocess.Popen[bytes], *, timeout_s: float = DEFAULT_TIM
         proc.communicate()
         raise MediaError(f"ffmpeg timed out after {timeout_s:.0f}s", code="media-timeout") from exc
     if proc.returncode != 0:
-        raise MediaError(f"ffmpeg failed ({proc.returncode}): {_tail(err.decode(errors='replace'))}")
+        raise MediaError(
+            f"ffmpeg failed ({proc.returncode}): {_tail(err.decode(errors='replace'))}"
+        )
 
 
 def _run(cmd: list[str], *, timeout_s: float, what: str) -> subprocess.CompletedProcess[str]:
     try:
         result = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout_s, check=False, stdin=subprocess.DEVNULL
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
         raise MediaError(f"{what} timed out after {timeout_s:.0f}s", code="media-timeout") from exc

@@ -64,7 +64,9 @@ def test_duplicate_delivery_generates_once(stack: LocalStack, db, bucket):
     finally:
         stack.settings.duplicate_events = False
     assert final["status"] == "completed"
-    deliveries = [d for d in stack.deliveries if d.subject == f"image_generation_jobs/{doc['job_id']}"]
+    deliveries = [
+        d for d in stack.deliveries if d.subject == f"image_generation_jobs/{doc['job_id']}"
+    ]
     assert len(deliveries) == 2, "the stack delivered the event twice"
     assert final["attempts"] == 1, "only one delivery claimed the job"
     blobs = list(bucket.list_blobs(prefix=f"users/user-img/images/{doc['job_id']}"))
@@ -110,11 +112,16 @@ def test_product_composite_puts_the_product_on_the_scene(db, bucket, tmp_path):
         ref.set(doc)
         final = watch.wait_terminal(60)
     assert final["status"] == "completed", final.get("error")
-    img = Image.open(io.BytesIO(bucket.blob(final["image_path"]).download_as_bytes())).convert("RGB")
+    img = Image.open(io.BytesIO(bucket.blob(final["image_path"]).download_as_bytes())).convert(
+        "RGB"
+    )
     # lower right quadrant holds the (pure red) product
     w, h = img.size
     region = img.crop((w // 2, h // 2, w, h))
     red = sum(1 for p in region.get_flattened_data() if p[0] > 240 and p[1] < 20 and p[2] < 20)
     assert red > 20000
     upper_left = img.crop((0, 0, w // 3, h // 3))
-    assert sum(1 for p in upper_left.get_flattened_data() if p[0] > 240 and p[1] < 20 and p[2] < 20) < 500
+    assert (
+        sum(1 for p in upper_left.get_flattened_data() if p[0] > 240 and p[1] < 20 and p[2] < 20)
+        < 500
+    )

@@ -93,7 +93,12 @@ def test_duplicate_delivery_sends_the_same_event_id_twice(probe_stack: LocalStac
     probe_stack.settings.duplicate_events = True
     try:
         probe_stack.db.collection("probe_docs").document(doc_id).set({"n": 1})  # type: ignore[attr-defined]
-        found = wait_until(lambda: len(results(probe_stack, fn="created", doc=doc_id)) == 2 and results(probe_stack, fn="created", doc=doc_id))
+        found = wait_until(
+            lambda: (
+                len(results(probe_stack, fn="created", doc=doc_id)) == 2
+                and results(probe_stack, fn="created", doc=doc_id)
+            )
+        )
     finally:
         probe_stack.settings.duplicate_events = False
     assert found[0]["event_id"] == found[1]["event_id"]
@@ -103,7 +108,9 @@ def test_storage_finalize_for_any_client_upload(probe_stack: LocalStack):
     name = f"probe/{uuid.uuid4().hex}.bin"
     blob = probe_stack.gcs.bucket(probe_stack.settings.bucket).blob(name)  # type: ignore[attr-defined]
     blob.upload_from_string(b"x" * 1234, content_type="application/octet-stream")
-    found = wait_until(lambda: results(probe_stack, fn="finalized", name=name), what="finalize event")
+    found = wait_until(
+        lambda: results(probe_stack, fn="finalized", name=name), what="finalize event"
+    )
     assert found[0]["size"] == 1234 and found[0]["content_type"] == "application/octet-stream"
 
 
@@ -115,12 +122,22 @@ def _queue(stack: LocalStack):
 def test_task_ids_are_deduplicated_and_failures_retried_per_retry_config(probe_stack: LocalStack):
     q = _queue(probe_stack)
     key = uuid.uuid4().hex
-    q.enqueue({"data": {"key": key, "fail_times": 2}}, admin_functions.TaskOptions(task_id=f"t-{key}"))
+    q.enqueue(
+        {"data": {"key": key, "fail_times": 2}}, admin_functions.TaskOptions(task_id=f"t-{key}")
+    )
     with pytest.raises(admin_exceptions.AlreadyExistsError):
         q.enqueue({"data": {"key": key}}, admin_functions.TaskOptions(task_id=f"t-{key}"))
     attempts = wait_until(
-        lambda: sorted(d.get("attempt") for d in probe_stack.db.collection("probe_tasks").where(filter=FieldFilter("key", "==", key)).stream())  # type: ignore[attr-defined]
-        if probe_stack.tasks.pending() == 0 else None,
+        lambda: (
+            sorted(
+                d.get("attempt")
+                for d in probe_stack.db.collection("probe_tasks")
+                .where(filter=FieldFilter("key", "==", key))
+                .stream()
+            )  # type: ignore[attr-defined]
+            if probe_stack.tasks.pending() == 0
+            else None
+        ),
         timeout_s=30,
     )
     assert attempts == [0, 1, 2], "two failures then success: three attempts"
@@ -131,7 +148,9 @@ def test_task_ids_are_deduplicated_and_failures_retried_per_retry_config(probe_s
 def test_task_gives_up_after_max_attempts(probe_stack: LocalStack):
     q = _queue(probe_stack)
     key = uuid.uuid4().hex
-    q.enqueue({"data": {"key": key, "fail_times": 99}}, admin_functions.TaskOptions(task_id=f"t-{key}"))
+    q.enqueue(
+        {"data": {"key": key, "fail_times": 99}}, admin_functions.TaskOptions(task_id=f"t-{key}")
+    )
     wait_until(lambda: probe_stack.tasks.pending() == 0, timeout_s=30)
     attempts = [h for h in probe_stack.tasks.history if h["task"] == f"t-{key}"]
     assert len(attempts) == 3 and all(a["status"] == 500 for a in attempts)
@@ -143,14 +162,27 @@ def test_rate_limit_bounds_concurrency_and_schedule_time_is_honoured(probe_stack
     for _ in range(6):
         q.enqueue({"data": {"key": key, "sleep": 0.3}})
     wait_until(lambda: probe_stack.tasks.pending() == 0, timeout_s=30)
-    seen = [d.to_dict()["concurrent"] for d in probe_stack.db.collection("probe_tasks").where(filter=FieldFilter("key", "==", key)).stream()]  # type: ignore[attr-defined]
+    seen = [
+        d.to_dict()["concurrent"]
+        for d in probe_stack.db.collection("probe_tasks")
+        .where(filter=FieldFilter("key", "==", key))
+        .stream()
+    ]  # type: ignore[attr-defined]
     assert len(seen) == 6 and max(seen) <= 2
     delayed = uuid.uuid4().hex
     q.enqueue({"data": {"key": delayed}}, admin_functions.TaskOptions(schedule_delay_seconds=2))
     import time
 
     t0 = time.time()
-    rows = wait_until(lambda: [d.to_dict() for d in probe_stack.db.collection("probe_tasks").where(filter=FieldFilter("key", "==", delayed)).stream()], timeout_s=10)  # type: ignore[attr-defined]
+    rows = wait_until(
+        lambda: [
+            d.to_dict()
+            for d in probe_stack.db.collection("probe_tasks")
+            .where(filter=FieldFilter("key", "==", delayed))
+            .stream()
+        ],
+        timeout_s=10,
+    )  # type: ignore[attr-defined]
     assert rows[0]["at"] - t0 >= 1.5
 
 
@@ -159,9 +191,13 @@ def test_callable_accepts_local_tokens_and_refuses_missing_ones(probe_stack: Loc
     r = requests.post(url, json={"data": {"hello": 1}}, timeout=10)
     assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED"
     token = local_id_token("user-1", probe_stack.settings.project_id)
-    r = requests.post(url, json={"data": {"hello": 1}}, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    r = requests.post(
+        url, json={"data": {"hello": 1}}, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
     assert r.status_code == 200 and r.json()["result"] == {"uid": "user-1", "echo": {"hello": 1}}
-    r = requests.post(url, json={"data": {}}, headers={"Authorization": "Bearer not-a-token"}, timeout=10)
+    r = requests.post(
+        url, json={"data": {}}, headers={"Authorization": "Bearer not-a-token"}, timeout=10
+    )
     assert r.status_code == 401
 
 
