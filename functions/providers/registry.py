@@ -1,0 +1,120 @@
+"""Choosing the generation provider for a job.
+
+`get_provider("image" | "video", choice=None)` reads the params at call time (never
+at import, so deploys and cold starts stay cheap):
+
+- ``choice`` (e.g. from the job document) wins, then for images ``IMAGE_PROVIDER``,
+  then ``MEDIA_PROVIDER`` (default ``auto``).
+- ``auto``: ``replicate`` if REPLICATE_API_TOKEN has a value; else ``openai`` for
+  images if OPENAI_API_KEY has one; else ``veo`` for video if GEMINI_API_KEY has one;
+  else ``local`` (offline, always available).
+- An explicit provider whose key is missing raises
+  ``ProviderError(code="provider-not-configured")``; openai for video and veo for
+  images raise ``ProviderError(code="unsupported")``.
+
+Base URLs come from env REPLICATE_BASE_URL / OPENAI_BASE_URL / GEMINI_BASE_URL (unset
+in production; the local stack and tests point the SDKs at the fake provider API).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from core.errors import InvalidInput, ProviderError
+
+from providers.base import MediaProvider
+
+Kind = Literal["image", "video"]
+PROVIDERS = ("local", "replicate", "openai", "veo")
+
+
+def get_provider(kind: Kind, choice: str | None = None) -> MediaProvider:
+    from core import config
+
+    if kind not in ("image", "video"):
+        raise InvalidInput(f"unknown media kind {kind!r}")
+    name = (choice or "").strip().lower()
+    if not name and kind == "image":
+        name = (config.IMAGE_PROVIDER.value or "").strip().lower()
+    if not name:
+        name = (config.PROVIDER.value or "auto").strip().lower()
+    if name == "auto":
+        name = _auto(kind)
+    if name not in PROVIDERS:
+        raise InvalidInput(
+            f"Unknown provider {name!r}; expected one of: auto, {', '.join(PROVIDERS)}.",
+            code="invalid-provider",
+        )
+    return _build(name, kind)
+
+
+def _auto(kind: Kind) -> str:
+    from core import config
+
+    if _secret(config.REPLICATE_API_TOKEN.value):
+        return "replicate"
+    if kind == "image" and _secret(config.OPENAI_API_KEY.value):
+        return "openai"
+    if kind == "video" and _secret(config.GEMINI_API_KEY.value):
+        return "veo"
+    return "local"
+
+
+def _build(name: str, kind: Kind) -> MediaProvider:
+    from core import config
+
+    if name == "local":
+        from providers.local import LocalProvider
+
+        return LocalProvider()
+    allowed = list(config.ALLOWED_FETCH_HOSTS.value)
+    max_bytes = int(config.MAX_FETCH_BYTES.value)
+    if name == "replicate":
+        from providers.replicate_provider import ReplicateProvider
+
+        return ReplicateProvider(
+            api_token=_require(config.REPLICATE_API_TOKEN.value, "REPLICATE_API_TOKEN"),
+            image_model=config.REPLICATE_IMAGE_MODEL.value,
+            video_model=config.REPLICATE_VIDEO_MODEL.value,
+            base_url=_env("REPLICATE_BASE_URL"),
+            allowed_hosts=allowed,
+            max_bytes=max_bytes,
+        )
+    if name == "openai":
+        if kind == "video":
+            raise ProviderError("The OpenAI provider does not make videos.", code="unsupported")
+        from providers.openai_provider import OpenAIProvider
+
+        return OpenAIProvider(
+            api_key=_require(config.OPENAI_API_KEY.value, "OPENAI_API_KEY"),
+            model=config.OPENAI_IMAGE_MODEL.value,
+            base_url=_env("OPENAI_BASE_URL"),
+            allowed_hosts=allowed,
+            max_bytes=max_bytes,
+        )
+    if kind == "image":
+        raise ProviderError("The Veo provider does not make images.", code="unsupported")
+    from providers.veo_provider import VeoProvider
+
+    return VeoProvider(
+        api_key=_require(config.GEMINI_API_KEY.value, "GEMINI_API_KEY"),
+        model=config.VEO_MODEL.value,
+        base_url=_env("GEMINI_BASE_URL"),
+        allowed_hosts=allowed,
+        max_bytes=max_bytes,
+    )
+
+
+def _secret(value: str | None) -> bool:
+    return bool((value or "").strip())
+
+
+def _require(value: str | None, name: str) -> str:
+    if not _secret(value):
+        raise ProviderError(f"{name} is not set.", code="provider-not-configured")
+    return str(value).strip()
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name, "").strip() or None

@@ -1,0 +1,417 @@
+"""Replicate adapter (official `replicate` SDK): Flux for images, SeeDance for video.
+
+Flow: create a prediction (``POST /v1/models/{owner}/{name}/predictions``, or
+``POST /v1/predictions`` with a version id when the model is ``owner/name:version``),
+poll it (``GET /v1/predictions/{id}``) until it is ``succeeded``, ``failed``,
+``canceled`` or ``aborted``, then download its output URL with `core.safe_fetch`
+(allow-listed hosts only) into the work dir. The prediction id and
+``metrics.predict_time`` are recorded in ``GeneratedMedia.extra``.
+
+Errors: a failed prediction whose error mentions NSFW / safety / sensitive content
+-> ContentPolicyError; HTTP 429 (``retry_after_s`` from Retry-After), 5xx, timeouts,
+connection errors, ``aborted`` and our own polling deadline -> TransientProviderError;
+anything else -> ProviderError. A create answered 429 is retried here (briefly, up to
+``create_attempts``) because no prediction was created; a 5xx is not (one might have
+been, and would be billed twice). The SDK itself retries polling GETs on 429/503/504.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import re
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import replicate
+from core.errors import (
+    ContentPolicyError,
+    InvalidInput,
+    JobError,
+    MediaError,
+    ProviderError,
+    TransientProviderError,
+)
+from core.safe_fetch import NETWORK_ERRORS, fetch_to_file, parse_retry_after
+from media.probe import probe
+from PIL import Image, ImageOps
+from replicate.exceptions import ModelError, ReplicateError
+
+from providers.base import GeneratedMedia, ImageRequest, VideoRequest
+
+DEFAULT_ALLOWED_HOSTS = ("replicate.delivery", "replicate.com")
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+_POLICY_RE = re.compile(r"nsfw|safety|sensitive|content polic|flagged", re.I)
+_FLUX_RATIOS = ("1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21")
+_VERSION_RE = re.compile(r"^[0-9a-f]{64}$")
+_TERMINAL = ("succeeded", "failed", "canceled", "aborted")
+MAX_INLINE_IMAGE_BYTES = 2 * 1024 * 1024
+INLINE_IMAGE_MAX_SIDE = 2048
+_INLINE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+
+
+class ReplicateProvider:
+    name = "replicate"
+
+    def __init__(
+        self,
+        api_token: str,
+        image_model: str,
+        video_model: str,
+        base_url: str | None = None,
+        poll_interval_s: float = 1.0,
+        timeout_s: float = 600,
+        allowed_hosts: Sequence[str] = DEFAULT_ALLOWED_HOSTS,
+        *,
+        request_timeout_s: float = 30.0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        create_attempts: int = 3,
+        max_create_wait_s: float = 15.0,
+    ) -> None:
+        self.image_model = image_model
+        self.video_model = video_model
+        self.poll_interval_s = poll_interval_s
+        self.timeout_s = timeout_s
+        self.allowed_hosts = list(allowed_hosts)
+        self.max_bytes = max_bytes
+        self.request_timeout_s = request_timeout_s
+        self.create_attempts = max(1, create_attempts)
+        self.max_create_wait_s = max_create_wait_s
+        self._last_retry_after = threading.local()
+        timeout = httpx.Timeout(request_timeout_s, connect=min(10.0, request_timeout_s))
+        self.client = replicate.Client(
+            api_token=api_token,
+            base_url=base_url or None,
+            timeout=timeout,
+            transport=_BoundedTransport(timeout),
+            event_hooks={"response": [self._remember_retry_after]},
+        )
+
+    # --- MediaProvider --------------------------------------------------------------------
+    def generate_image(self, request: ImageRequest, work_dir: Path) -> GeneratedMedia:
+        inp: dict[str, Any] = {
+            "prompt": request.prompt,
+            "aspect_ratio": closest_flux_ratio(request.width, request.height),
+            "output_format": "png",
+        }
+        if request.seed is not None:
+            inp["seed"] = request.seed
+        pred = self._run(self.image_model, inp)
+        url = _first_url(pred.output)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        raw = self._download(url, work_dir / f"replicate-{pred.id}.download")
+        out = _as_png(raw, work_dir / f"replicate-{pred.id}.png")
+        with Image.open(out) as img:
+            size = img.size
+        return GeneratedMedia(
+            path=out,
+            content_type="image/png",
+            provider=self.name,
+            model=self.image_model,
+            extra=self._extra(pred, url) | {"width": size[0], "height": size[1]},
+        )
+
+    def generate_video(self, request: VideoRequest, work_dir: Path) -> GeneratedMedia:
+        inp: dict[str, Any] = {
+            "prompt": request.prompt,
+            "duration": max(1, round(request.duration_s)),
+            "resolution": request.resolution,
+            "aspect_ratio": request.aspect_ratio,
+        }
+        if request.image is not None:
+            inp["image"] = data_uri(request.image)
+        if request.seed is not None:
+            inp["seed"] = request.seed
+        pred = self._run(self.video_model, inp)
+        url = _first_url(pred.output)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        out = self._download(url, work_dir / f"replicate-{pred.id}.mp4")
+        try:
+            info = probe(out)
+        except MediaError as exc:
+            raise ProviderError(
+                f"Replicate returned a video that cannot be read: {exc.message}",
+                code="bad-output",
+            ) from exc
+        if not info.has_video:
+            raise ProviderError("Replicate returned a file without video.", code="bad-output")
+        return GeneratedMedia(
+            path=out,
+            content_type="video/mp4",
+            provider=self.name,
+            model=self.video_model,
+            extra=self._extra(pred, url) | {"duration_s": info.duration_s},
+        )
+
+    # --- prediction lifecycle ---------------------------------------------------------------
+    def _run(self, model: str, inp: dict[str, Any]) -> Any:
+        pred = self._create(model, inp)
+        deadline = time.monotonic() + self.timeout_s
+        while pred.status not in _TERMINAL:
+            if time.monotonic() > deadline:
+                self._cancel_quietly(pred.id)
+                raise TransientProviderError(
+                    f"Replicate prediction {pred.id} did not finish within {self.timeout_s:.0f}s.",
+                    code="provider-timeout",
+                )
+            time.sleep(self.poll_interval_s)
+            pred = self._reload(pred)
+        if pred.status == "succeeded":
+            return pred
+        error = str(pred.error or "")
+        if pred.status == "failed":
+            if _POLICY_RE.search(error):
+                raise ContentPolicyError(f"Replicate refused the request: {error}")
+            raise ProviderError(f"Replicate prediction failed: {error or 'no error given'}")
+        if pred.status == "aborted":
+            raise TransientProviderError(
+                f"Replicate aborted prediction {pred.id} before it started."
+            )
+        raise ProviderError(
+            f"Replicate prediction {pred.id} was canceled.", code="provider-canceled"
+        )
+
+    def _create(self, model: str, inp: dict[str, Any]) -> Any:
+        ref, version = _split_model(model)
+        for attempt in range(1, self.create_attempts + 1):
+            guard = self._sdk_errors("creating a prediction")
+            try:
+                with guard:
+                    if version:
+                        return self.client.predictions.create(version=version, input=inp)
+                    return self.client.predictions.create(model=ref, input=inp)
+            except TransientProviderError as exc:
+                # Only a 429 is safe to repeat: no prediction was created.
+                wait = 1.0 if exc.retry_after_s is None else exc.retry_after_s
+                if guard.status != 429 or attempt == self.create_attempts:
+                    raise
+                if wait > self.max_create_wait_s:
+                    raise
+                time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _reload(self, pred: Any) -> Any:
+        try:
+            with self._sdk_errors("polling a prediction"):
+                pred.reload()
+            return pred
+        except ProviderError as exc:
+            if exc.code != "provider-bad-response":
+                raise
+            # The SDK validates `status` against the statuses it knows; newer ones
+            # (e.g. "aborted") fail that check, so read the raw prediction once.
+            raw = self._raw_prediction(pred.id)
+            status = raw.get("status") if isinstance(raw, dict) else None
+            if status not in _TERMINAL:
+                raise
+            return _RawPrediction(raw)
+
+    def _raw_prediction(self, prediction_id: str) -> Any:
+        with self._sdk_errors("polling a prediction"):
+            resp = self.client._request("GET", f"/v1/predictions/{prediction_id}")
+            return resp.json()
+
+    def _cancel_quietly(self, prediction_id: str) -> None:
+        with contextlib.suppress(Exception):  # best effort: the job is failing anyway
+            self.client.predictions.cancel(prediction_id)
+
+    def _download(self, url: str, dest: Path) -> Path:
+        return fetch_to_file(
+            url,
+            dest,
+            allowed_hosts=self.allowed_hosts,
+            own_bucket=None,
+            max_bytes=self.max_bytes,
+            timeout_s=max(self.request_timeout_s, 60.0),
+        )
+
+    def _extra(self, pred: Any, url: str) -> dict[str, object]:
+        metrics = pred.metrics if isinstance(pred.metrics, dict) else {}
+        return {
+            "prediction_id": pred.id,
+            "predict_time": metrics.get("predict_time"),
+            "status": pred.status,
+            "output_host": httpx.URL(url).host,
+        }
+
+    # --- error mapping ----------------------------------------------------------------------
+    def _remember_retry_after(self, response: httpx.Response) -> None:
+        self._last_retry_after.value = response.headers.get("retry-after")
+
+    def _sdk_errors(self, what: str) -> _SdkErrors:
+        return _SdkErrors(self, what)
+
+
+class _SdkErrors:
+    """Context manager turning SDK / transport exceptions into core.errors."""
+
+    def __init__(self, provider: ReplicateProvider, what: str) -> None:
+        self.provider = provider
+        self.what = what
+        self.status: int | None = None  # HTTP status of a ReplicateError, if any
+
+    def __enter__(self) -> None:
+        self.provider._last_retry_after.value = None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None or isinstance(exc, JobError) or not isinstance(exc, Exception):
+            return
+        raise self._map(exc) from exc
+
+    def _map(self, exc: BaseException) -> JobError:
+        what = self.what
+        if isinstance(exc, ReplicateError):
+            status = self.status = exc.status or 0
+            detail = exc.detail or exc.title or ""
+            if status == 429:
+                retry_after = parse_retry_after(
+                    getattr(self.provider._last_retry_after, "value", None)
+                )
+                return TransientProviderError(
+                    f"Replicate is rate limiting us ({detail or 'HTTP 429'}).",
+                    retry_after_s=retry_after,
+                )
+            if status >= 500 or status in (408, 409):
+                return TransientProviderError(f"Replicate answered HTTP {status} while {what}.")
+            if status in (401, 403):
+                return ProviderError(
+                    f"Replicate rejected our credentials (HTTP {status}).", code="provider-auth"
+                )
+            if _POLICY_RE.search(detail):
+                return ContentPolicyError(f"Replicate refused the request: {detail}")
+            return ProviderError(f"Replicate answered HTTP {status} while {what}: {detail}")
+        if isinstance(exc, ModelError):
+            text = str(exc)
+            if _POLICY_RE.search(text):
+                return ContentPolicyError(f"Replicate refused the request: {text}")
+            return ProviderError(f"Replicate prediction failed: {text}")
+        if isinstance(exc, NETWORK_ERRORS):
+            return TransientProviderError(
+                f"Could not reach Replicate while {what}: {type(exc).__name__}: {exc}"
+            )
+        if isinstance(exc, (ValueError, TypeError, KeyError)):
+            # not JSON, or JSON that is not a prediction (pydantic errors are ValueErrors)
+            return ProviderError(
+                f"Replicate sent a response we cannot read while {what}: {exc}",
+                code="provider-bad-response",
+            )
+        return ProviderError(f"Replicate call failed while {what}: {type(exc).__name__}: {exc}")
+
+
+class _BoundedTransport(httpx.HTTPTransport):
+    """Applies our timeouts to every request.
+
+    The SDK sends ``timeout=None`` (no timeout at all) on prediction creation unless
+    ``wait`` is used; a provider that hangs would then hold the job forever.
+    """
+
+    def __init__(self, timeout: httpx.Timeout) -> None:
+        super().__init__()
+        self._defaults = timeout.as_dict()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        given = request.extensions.get("timeout") or {}
+        request.extensions["timeout"] = {
+            key: given.get(key) if given.get(key) is not None else default
+            for key, default in self._defaults.items()
+        }
+        return super().handle_request(request)
+
+
+class _RawPrediction:
+    """A terminal prediction read as raw JSON (status unknown to the SDK's model)."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.id = str(raw.get("id", ""))
+        self.status = str(raw.get("status", ""))
+        self.error = raw.get("error")
+        self.output = raw.get("output")
+        self.metrics = raw.get("metrics")
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def closest_flux_ratio(width: int, height: int) -> str:
+    """The Flux aspect_ratio value nearest to width/height."""
+    target = width / max(1, height)
+
+    def distance(r: str) -> float:
+        a, b = (int(x) for x in r.split(":"))
+        return abs(a / b - target)
+
+    return min(_FLUX_RATIOS, key=distance)
+
+
+def data_uri(path: Path) -> str:
+    """A ``data:`` URI of a local image, for a model's file input.
+
+    PNG/JPEG/WebP files up to MAX_INLINE_IMAGE_BYTES are sent as they are; anything
+    larger (a phone photo) or in another format is re-encoded as a JPEG no larger than
+    INLINE_IMAGE_MAX_SIDE on its longer side.
+    """
+    try:
+        with Image.open(path) as img:
+            fmt = img.format
+            if fmt in _INLINE_FORMATS and path.stat().st_size <= MAX_INLINE_IMAGE_BYTES:
+                mime, raw = _INLINE_FORMATS[fmt], path.read_bytes()
+            else:
+                small = ImageOps.exif_transpose(img).convert("RGB")
+                small.thumbnail((INLINE_IMAGE_MAX_SIDE, INLINE_IMAGE_MAX_SIDE))
+                buf = io.BytesIO()
+                small.save(buf, format="JPEG", quality=90)
+                mime, raw = "image/jpeg", buf.getvalue()
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"The seed image is not a readable picture: {exc}") from exc
+    return f"data:{mime};base64,{base64.b64encode(raw).decode()}"
+
+
+def _split_model(model: str) -> tuple[str, str | None]:
+    """("owner/name", None), ("owner/name", version) or ("", version)."""
+    if ":" in model:
+        ref, version = model.split(":", 1)
+        return ref, version
+    if _VERSION_RE.match(model):
+        return "", model
+    return model, None
+
+
+def _first_url(output: Any) -> str:
+    """The first output URL (Flux: a list of URLs; SeeDance: one URL)."""
+    if isinstance(output, str) and output:
+        return output
+    if isinstance(output, (list, tuple)):
+        for item in output:
+            if isinstance(item, str) and item:
+                return item
+    if isinstance(output, dict):
+        for value in output.values():
+            try:
+                return _first_url(value)
+            except ProviderError:
+                continue
+    raise ProviderError("Replicate finished without an output file.", code="empty-output")
+
+
+def _as_png(raw: Path, out: Path) -> Path:
+    """Check the download is a picture; store it as PNG (providers may send webp/jpeg)."""
+    try:
+        with Image.open(raw) as img:
+            img.load()
+            if img.format == "PNG":
+                raw.replace(out)
+                return out
+            converted = img.convert("RGBA" if "A" in img.getbands() else "RGB")
+        converted.save(out, format="PNG")
+    except (OSError, ValueError) as exc:
+        raise ProviderError(
+            f"Replicate returned an image that cannot be read: {exc}", code="bad-output"
+        ) from exc
+    finally:
+        raw.unlink(missing_ok=True)
+    return out

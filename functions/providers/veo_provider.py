@@ -1,0 +1,207 @@
+"""Veo adapter (official `google-genai` SDK): text/image-to-video.
+
+The pinned google-genai (3.4) supports ``models.generate_videos`` only against the
+Vertex AI backend; with an API key that is Vertex AI *express mode*
+(``genai.Client(vertexai=True, api_key=...)``), so GEMINI_API_KEY must be a key that
+Vertex AI accepts. ``generate_videos`` starts a long-running operation
+(``...:predictLongRunning``); we poll ``client.operations.get(op)``
+(``...:fetchPredictOperation``) until ``op.done``. Without an output bucket, Vertex
+returns the video bytes inline; a ``gs://``/https URI is read with `core.safe_fetch`.
+
+Veo makes 16:9 or 9:16 at 720p/1080p, for 4-8 s: 1:1 raises
+``ProviderError(code="unsupported")``, 480p is sent as 720p and the duration is
+clamped (the value sent is in ``extra``). Images are unsupported.
+
+Errors: an operation whose videos were all removed by the safety filters, or whose
+error mentions safety/policy -> ContentPolicyError; 429, 5xx, timeouts and error codes
+4/8/10/13/14 (deadline, exhausted, aborted, internal, unavailable) ->
+TransientProviderError; anything else -> ProviderError.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from core.errors import (
+    ContentPolicyError,
+    JobError,
+    MediaError,
+    ProviderError,
+    TransientProviderError,
+)
+from core.safe_fetch import NETWORK_ERRORS, fetch_to_file, parse_retry_after
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+from media.probe import probe
+
+from providers.base import GeneratedMedia, ImageRequest, VideoRequest
+
+DEFAULT_ALLOWED_HOSTS = ("storage.googleapis.com", "generativelanguage.googleapis.com")
+MIN_DURATION_S, MAX_DURATION_S = 4, 8
+_POLICY_RE = re.compile(r"safety|policy|usage guidelines|responsible ai|prohibited|blocked", re.I)
+_TRANSIENT_RPC_CODES = frozenset({4, 8, 10, 13, 14})
+
+
+class VeoProvider:
+    name = "veo"
+
+    def __init__(
+        self,
+        api_key: str,
+        model: str,
+        base_url: str | None = None,
+        poll_interval_s: float = 10,
+        *,
+        timeout_s: float = 900,
+        request_timeout_s: float = 60,
+        allowed_hosts: Sequence[str] = DEFAULT_ALLOWED_HOSTS,
+        max_bytes: int = 512 * 1024 * 1024,
+    ) -> None:
+        self.model = model
+        self.poll_interval_s = poll_interval_s
+        self.timeout_s = timeout_s
+        self.allowed_hosts = list(allowed_hosts)
+        self.max_bytes = max_bytes
+        self.client = genai.Client(
+            vertexai=True,
+            api_key=api_key,
+            http_options=types.HttpOptions(
+                base_url=base_url or None, timeout=int(request_timeout_s * 1000)
+            ),
+        )
+
+    def generate_image(self, request: ImageRequest, work_dir: Path) -> GeneratedMedia:
+        raise ProviderError("The Veo provider does not make images.", code="unsupported")
+
+    def generate_video(self, request: VideoRequest, work_dir: Path) -> GeneratedMedia:
+        if request.aspect_ratio not in ("16:9", "9:16"):
+            raise ProviderError(
+                f"Veo cannot make {request.aspect_ratio} videos (only 16:9 and 9:16).",
+                code="unsupported",
+            )
+        duration = min(MAX_DURATION_S, max(MIN_DURATION_S, round(request.duration_s)))
+        config = types.GenerateVideosConfig(
+            number_of_videos=1,
+            duration_seconds=duration,
+            aspect_ratio=request.aspect_ratio,
+            resolution="1080p" if request.resolution == "1080p" else "720p",
+            seed=request.seed,
+        )
+        image = None
+        if request.image is not None:
+            mime = mimetypes.guess_type(request.image.name)[0] or "image/png"
+            image = types.Image(image_bytes=request.image.read_bytes(), mime_type=mime)
+        source = types.GenerateVideosSource(prompt=request.prompt, image=image)
+        started = time.monotonic()
+        op = self._call(
+            "starting video generation",
+            self.client.models.generate_videos,
+            model=self.model,
+            source=source,
+            config=config,
+        )
+        deadline = started + self.timeout_s
+        while not op.done:
+            if time.monotonic() > deadline:
+                raise TransientProviderError(
+                    f"Veo did not finish within {self.timeout_s:.0f}s.", code="provider-timeout"
+                )
+            time.sleep(self.poll_interval_s)
+            op = self._call("polling video generation", self.client.operations.get, op)
+        if op.error:
+            raise _operation_error(op.error)
+        response = op.response or op.result
+        videos = (response.generated_videos if response else None) or []
+        if not videos or videos[0].video is None:
+            reasons = "; ".join((response.rai_media_filtered_reasons or []) if response else [])
+            if response is not None and (response.rai_media_filtered_count or reasons):
+                raise ContentPolicyError(
+                    f"Veo's safety filters removed the video{': ' + reasons if reasons else '.'}"
+                )
+            raise ProviderError("Veo finished without a video.", code="empty-output")
+        work_dir.mkdir(parents=True, exist_ok=True)
+        out = work_dir / f"veo-{uuid.uuid4().hex[:16]}.mp4"
+        video = videos[0].video
+        if video.video_bytes:
+            out.write_bytes(video.video_bytes)
+        elif video.uri:
+            fetch_to_file(
+                video.uri,
+                out,
+                allowed_hosts=self.allowed_hosts,
+                own_bucket=None,
+                max_bytes=self.max_bytes,
+            )
+        else:
+            raise ProviderError("Veo finished without a video.", code="empty-output")
+        try:
+            info = probe(out)
+        except MediaError as exc:
+            raise ProviderError(
+                f"Veo returned a video that cannot be read: {exc.message}", code="bad-output"
+            ) from exc
+        return GeneratedMedia(
+            path=out,
+            content_type="video/mp4",
+            provider=self.name,
+            model=self.model,
+            extra={
+                "operation": op.name,
+                "duration_requested_s": duration,
+                "duration_s": info.duration_s,
+                "elapsed_s": round(time.monotonic() - started, 3),
+            },
+        )
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except JobError:
+            raise
+        except Exception as exc:
+            raise map_genai_error(exc, what) from exc
+
+
+def map_genai_error(exc: BaseException, what: str = "calling Veo") -> JobError:
+    if isinstance(exc, genai_errors.APIError):
+        code = int(exc.code or 0)
+        message = str(exc.message or exc.status or exc)
+        retry_after = None
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+        if headers is not None:
+            retry_after = parse_retry_after(headers.get("retry-after"))
+        if code == 429 or code >= 500 or code == 408:
+            return TransientProviderError(
+                f"Veo answered HTTP {code} while {what}: {message}", retry_after_s=retry_after
+            )
+        if code == 400 and _POLICY_RE.search(message):
+            return ContentPolicyError(f"Veo refused the request: {message}")
+        if code in (401, 403):
+            return ProviderError(f"Veo rejected our credentials: {message}", code="provider-auth")
+        return ProviderError(f"Veo answered HTTP {code} while {what}: {message}")
+    if isinstance(exc, NETWORK_ERRORS):
+        return TransientProviderError(f"Could not reach Veo while {what}: {type(exc).__name__}")
+    if isinstance(exc, (ValueError, TypeError, KeyError)):
+        return ProviderError(
+            f"Veo sent a response we cannot read while {what}: {exc}",
+            code="provider-bad-response",
+        )
+    return ProviderError(f"Veo call failed while {what}: {type(exc).__name__}: {exc}")
+
+
+def _operation_error(error: dict[str, Any]) -> JobError:
+    code = error.get("code")
+    message = str(error.get("message") or "no message")
+    if _POLICY_RE.search(message):
+        return ContentPolicyError(f"Veo refused the request: {message}")
+    if isinstance(code, int) and code in _TRANSIENT_RPC_CODES:
+        return TransientProviderError(f"Veo failed (code {code}): {message}")
+    return ProviderError(f"Veo failed (code {code}): {message}")

@@ -1,0 +1,579 @@
+"""A fake of the generation providers' HTTP APIs, good enough for their official SDKs.
+
+One threaded stdlib HTTP server on 127.0.0.1 answers like:
+
+- Replicate: ``POST /v1/models/{owner}/{name}/predictions``, ``POST /v1/predictions``
+  (by version), ``GET /v1/predictions/{id}``, ``POST /v1/predictions/{id}/cancel``.
+  A prediction goes starting -> processing -> succeeded after ``polls_until_done``
+  polls; its output URLs are served by this server (``/files/...``) and return a real
+  PNG (Pillow) or a real H.264/AAC MP4 (ffmpeg).
+- OpenAI: ``POST /v1/images/generations`` (``b64_json``, or ``url`` when asked).
+- Veo through google-genai in Vertex express mode (api key):
+  ``POST /v1beta1/publishers/google/models/{model}:predictLongRunning`` and
+  ``POST /v1beta1/.../models/{model}:fetchPredictOperation`` (video bytes inline).
+- Plain helpers for URL-fetching tests: ``/blob?size=N[&nolength=1]`` (N bytes),
+  ``/redirect?to=URL[&code=302]``, ``/status/{code}``, ``/files/...``.
+
+Scenarios. A marker in the prompt applies to that request (and its prediction or
+operation); ``api.fail_next(name, times=1)`` applies to the next ``times`` create
+requests whatever their prompt. Names:
+
+- ``nsfw``       Replicate: the prediction fails with an NSFW error; OpenAI: 400
+                 content_policy_violation; Veo: the operation ends with every video
+                 filtered by the safety filters.
+- ``429``        the create request answers 429 with ``Retry-After: 1``.
+- ``500``        the create request answers 500.
+- ``hang``       the create request answers only after ``hang_s`` seconds (longer than
+                 the client's timeout).
+- ``malformed``  the create request answers 200/201 with a body that is not JSON.
+- ``expired``    the output URL answers 404 (Replicate / OpenAI url output).
+- ``aborted``    Replicate: the prediction ends with status ``aborted``.
+- ``fail``       Replicate: the prediction fails with a model error; Veo: the
+                 operation ends with ``error {code: 13}``.
+
+In the prompt, write ``[api:NAME]`` (e.g. ``"a cat [api:nsfw]"``).
+
+Every request is recorded (method, path, query, json, headers) in ``api.requests``.
+
+    with FakeProviderAPI() as api:
+        api.base_url        # http://127.0.0.1:PORT
+        api.env()           # LOCAL_PROVIDER_HOSTS / *_BASE_URL for the SDKs
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import re
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from PIL import Image, ImageDraw
+
+_MARKER = re.compile(r"\[api:([a-z0-9-]+)\]")
+_ASPECTS = {"16:9": (256, 144), "9:16": (144, 256), "1:1": (192, 192)}
+_VIDEO_CACHE: dict[tuple[int, int, float], bytes] = {}
+_VIDEO_LOCK = threading.Lock()
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    json: Any
+    headers: dict[str, str]
+
+
+@dataclass
+class _Job:
+    """A Replicate prediction or a Veo operation."""
+
+    id: str
+    kind: str  # "image" | "video"
+    scenario: str | None
+    model: str
+    input: dict[str, Any]
+    polls: int = 0
+    created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+    canceled: bool = False
+
+
+def make_png(width: int, height: int, text: str = "") -> bytes:
+    img = Image.new("RGB", (width, height), (30, 90, 160))
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((width * 0.2, height * 0.2, width * 0.8, height * 0.8), fill=(240, 180, 40))
+    if text:
+        draw.text((4, 4), text[:30], fill=(255, 255, 255))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_mp4(width: int = 160, height: int = 90, duration_s: float = 1.0) -> bytes:
+    """A real H.264 + AAC MP4 (cached: made once per size per process)."""
+    key = (width, height, duration_s)
+    with _VIDEO_LOCK:
+        if key not in _VIDEO_CACHE:
+            from media.process import run_ffmpeg
+
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "v.mp4"
+                run_ffmpeg(
+                    [
+                        "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=24",
+                        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+                        "-t", str(duration_s), "-c:v", "libx264", "-preset", "ultrafast",
+                        "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2",
+                        "-movflags", "+faststart", str(out),
+                    ],
+                    timeout_s=60,
+                )  # fmt: skip
+                _VIDEO_CACHE[key] = out.read_bytes()
+        return _VIDEO_CACHE[key]
+
+
+class FakeProviderAPI:
+    def __init__(
+        self,
+        *,
+        polls_until_done: int = 2,
+        hang_s: float = 5.0,
+        video_size: tuple[int, int] = (160, 90),
+        video_duration_s: float = 1.0,
+    ) -> None:
+        self.polls_until_done = polls_until_done
+        self.hang_s = hang_s
+        self.video_size = video_size
+        self.video_duration_s = video_duration_s
+        self.requests: list[RecordedRequest] = []
+        self._jobs: dict[str, _Job] = {}
+        self._forced: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------
+    def start(self) -> FakeProviderAPI:
+        api = self
+
+        class Handler(_Handler):
+            fake = api
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeProviderAPI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        return int(self._server.server_address[1])
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}"
+
+    def env(self) -> dict[str, str]:
+        """Environment that points the SDKs and safe_fetch at this server."""
+        return {
+            "LOCAL_PROVIDER_HOSTS": self.host,
+            "REPLICATE_BASE_URL": self.base_url,
+            "OPENAI_BASE_URL": f"{self.base_url}/v1",
+            "GEMINI_BASE_URL": self.base_url,
+        }
+
+    # --- scenario controls -------------------------------------------------------------
+    def fail_next(self, scenario: str, times: int = 1) -> None:
+        with self._lock:
+            self._forced.extend([scenario] * times)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._forced.clear()
+            self.requests.clear()
+
+    def requests_to(self, path_part: str, method: str | None = None) -> list[RecordedRequest]:
+        with self._lock:
+            return [
+                r
+                for r in self.requests
+                if path_part in r.path and (method is None or r.method == method)
+            ]
+
+    def _scenario_for_create(self, prompt: str) -> str | None:
+        with self._lock:
+            if self._forced:
+                return self._forced.pop(0)
+        m = _MARKER.search(prompt or "")
+        return m.group(1) if m else None
+
+    def _record(self, req: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(req)
+
+    def _new_job(self, kind: str, scenario: str | None, model: str, inp: dict[str, Any]) -> _Job:
+        job = _Job(id=uuid.uuid4().hex[:20], kind=kind, scenario=scenario, model=model, input=inp)
+        with self._lock:
+            self._jobs[job.id] = job
+        return job
+
+    def _job(self, job_id: str) -> _Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeProviderAPI
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def handle(self) -> None:
+        # clients time out or drop keep-alive connections on purpose in these tests
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError, TimeoutError):
+            super().handle()
+
+    # --- plumbing ---------------------------------------------------------------------
+    def _read_json(self) -> Any:
+        n = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(n) if n else b""
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return {"_raw": raw.decode(errors="replace")}
+
+    def _send(
+        self,
+        status: int,
+        body: bytes | str | Any,
+        *,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if isinstance(body, str):
+            data = body.encode()
+        elif isinstance(body, bytes):
+            data = body
+        else:
+            data = json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _handle(self) -> None:
+        parts = urlsplit(self.path)
+        path, query = parts.path, parse_qs(parts.query)
+        body = self._read_json() if self.command in ("POST", "PUT", "PATCH") else None
+        self.fake._record(
+            RecordedRequest(
+                method=self.command,
+                path=path,
+                query=query,
+                json=body,
+                headers={k.lower(): v for k, v in self.headers.items()},
+            )
+        )
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._route(path, query, body)
+
+    do_GET = _handle
+    do_POST = _handle
+    do_HEAD = _handle
+
+    def _route(self, path: str, query: dict[str, list[str]], body: Any) -> None:
+        m = re.fullmatch(r"/v1/models/([^/]+)/([^/]+)/predictions", path)
+        if m and self.command == "POST":
+            return self._replicate_create(f"{m.group(1)}/{m.group(2)}", body)
+        if path == "/v1/predictions" and self.command == "POST":
+            version = str((body or {}).get("version", ""))
+            return self._replicate_create(f"by-version/{version}", body)
+        m = re.fullmatch(r"/v1/predictions/([^/]+)/cancel", path)
+        if m and self.command == "POST":
+            return self._replicate_cancel(m.group(1))
+        m = re.fullmatch(r"/v1/predictions/([^/]+)", path)
+        if m and self.command == "GET":
+            return self._replicate_get(m.group(1))
+        if path == "/v1/images/generations" and self.command == "POST":
+            return self._openai_generate(body)
+        m = re.fullmatch(r"/v1beta1/(?:.*/)?models/([^/:]+):predictLongRunning", path)
+        if m and self.command == "POST":
+            return self._veo_create(m.group(1), body)
+        m = re.fullmatch(r"/v1beta1/(?:.*/)?models/([^/:]+):fetchPredictOperation", path)
+        if m and self.command == "POST":
+            return self._veo_get(body)
+        m = re.fullmatch(r"/files/([^/]+)\.(png|mp4)", path)
+        if m:
+            return self._file(m.group(1), m.group(2))
+        if path == "/blob":
+            return self._blob(query)
+        if path == "/redirect":
+            to = (query.get("to") or [""])[0]
+            code = int((query.get("code") or ["302"])[0])
+            return self._send(code, b"", content_type="text/plain", headers={"Location": to})
+        m = re.fullmatch(r"/status/(\d{3})", path)
+        if m:
+            code = int(m.group(1))
+            headers = {"Retry-After": "2"} if code in (429, 503) else None
+            return self._send(code, {"status": code}, headers=headers)
+        return self._send(404, {"detail": f"no route for {self.command} {path}"})
+
+    # --- common failure answers -------------------------------------------------------------
+    def _create_failure(self, scenario: str | None, flavour: str) -> bool:
+        """Answer a create request per scenario; True if answered."""
+        if scenario == "429":
+            if flavour == "replicate":
+                detail = "Request was throttled. Your rate limit resets in ~1s."
+                body: Any = {"title": "Request was throttled", "detail": detail, "status": 429}
+            elif flavour == "veo":
+                body = {"error": {"code": 429, "message": "Resource exhausted.",
+                                  "status": "RESOURCE_EXHAUSTED"}}  # fmt: skip
+            else:
+                body = {"error": {"message": "Rate limit reached for images", "type": "requests",
+                                  "param": None, "code": "rate_limit_exceeded"}}  # fmt: skip
+            self._send(429, body, headers={"Retry-After": "1"})
+        elif scenario == "500":
+            if flavour == "replicate":
+                body = {
+                    "title": "Internal server error",
+                    "detail": "Something broke",
+                    "status": 500,
+                }
+            else:
+                body = {"error": {"message": "The server had an error.", "code": 500,
+                                  "status": "INTERNAL", "type": "server_error"}}  # fmt: skip
+            self._send(500, body)
+        elif scenario == "hang":
+            self.fake._sleep(self.fake.hang_s)
+            self._send(503, {"detail": "too late"})
+        elif scenario == "malformed":
+            self._send(201 if flavour == "replicate" else 200, '{"id": "abc", "status": "star')
+        else:
+            return False
+        return True
+
+    # --- Replicate ------------------------------------------------------------------------
+    def _replicate_create(self, model: str, body: Any) -> None:
+        inp = dict((body or {}).get("input") or {})
+        scenario = self.fake._scenario_for_create(str(inp.get("prompt", "")))
+        if self._create_failure(scenario, "replicate"):
+            return
+        kind = (
+            "video" if ("duration" in inp or "video" in model or "seedance" in model) else "image"
+        )
+        job = self.fake._new_job(kind, scenario, model, inp)
+        self._send(201, self._prediction_json(job))
+
+    def _replicate_get(self, job_id: str) -> None:
+        job = self.fake._job(job_id)
+        if job is None:
+            return self._send(404, {"title": "Not found", "detail": "Not found.", "status": 404})
+        job.polls += 1
+        self._send(200, self._prediction_json(job))
+
+    def _replicate_cancel(self, job_id: str) -> None:
+        job = self.fake._job(job_id)
+        if job is None:
+            return self._send(404, {"detail": "Not found.", "status": 404})
+        job.canceled = True
+        self._send(200, self._prediction_json(job))
+
+    def _prediction_json(self, job: _Job) -> dict[str, Any]:
+        base = self.fake.base_url
+        model = job.model.split("by-version/")[-1]
+        pred: dict[str, Any] = {
+            "id": job.id,
+            "model": model if "/" in model else "owner/model",
+            "version": "5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637",
+            "input": job.input,
+            "logs": "",
+            "output": None,
+            "data_removed": False,
+            "error": None,
+            "status": "starting",
+            "created_at": job.created_at,
+            "urls": {
+                "cancel": f"{base}/v1/predictions/{job.id}/cancel",
+                "get": f"{base}/v1/predictions/{job.id}",
+                "web": f"https://replicate.com/p/{job.id}",
+            },
+        }
+        if job.canceled:
+            pred["status"] = "canceled"
+            return pred
+        if job.polls == 0:
+            return pred
+        if job.polls < self.fake.polls_until_done:
+            pred["status"] = "processing"
+            pred["logs"] = "Using seed: 42\n 50%|█████     | 2/4\n"
+            return pred
+        pred["completed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        if job.scenario == "nsfw":
+            pred["status"] = "failed"
+            pred["error"] = (
+                "NSFW content detected. Try running it again, or try a different prompt."
+            )
+            return pred
+        if job.scenario == "fail":
+            pred["status"] = "failed"
+            pred["error"] = "CUDA error: an illegal memory access was encountered"
+            return pred
+        if job.scenario == "aborted":
+            pred["status"] = "aborted"
+            return pred
+        pred["status"] = "succeeded"
+        pred["metrics"] = {"predict_time": 0.42, "total_time": 0.5}
+        tag = f"{job.id}-{job.scenario or 'ok'}"
+        if job.kind == "video":
+            pred["output"] = f"{base}/files/{tag}.mp4"
+        else:
+            aspect = str(job.input.get("aspect_ratio", "1:1"))
+            pred["output"] = [f"{base}/files/{tag}-{aspect.replace(':', 'x')}.png"]
+        return pred
+
+    def _file(self, tag: str, ext: str) -> None:
+        if tag.split("-")[1:2] == ["expired"]:
+            return self._send(404, "<Error><Code>NoSuchKey</Code></Error>",
+                              content_type="application/xml")  # fmt: skip
+        if ext == "mp4":
+            w, h = self.fake.video_size
+            return self._send(200, make_mp4(w, h, self.fake.video_duration_s),
+                              content_type="video/mp4")  # fmt: skip
+        aspect = tag.rsplit("-", 1)[-1].replace("x", ":")
+        w, h = _ASPECTS.get(aspect, (192, 192))
+        self._send(200, make_png(w, h, tag), content_type="image/png")
+
+    # --- OpenAI ---------------------------------------------------------------------------
+    def _openai_generate(self, body: Any) -> None:
+        body = body or {}
+        prompt = str(body.get("prompt", ""))
+        scenario = self.fake._scenario_for_create(prompt)
+        if scenario == "nsfw":
+            model = str(body.get("model", ""))
+            code = (
+                "moderation_blocked"
+                if model.startswith("gpt-image")
+                else "content_policy_violation"
+            )
+            err = {
+                "message": "Your request was rejected as a result of our safety system.",
+                "type": "image_generation_user_error",
+                "param": None,
+                "code": code,
+            }
+            return self._send(400, {"error": err})
+        if self._create_failure(scenario, "openai"):
+            return
+        size = str(body.get("size") or "1024x1024")
+        try:
+            w, h = (int(x) for x in size.split("x"))
+        except ValueError:
+            w, h = 1024, 1024
+        png = make_png(max(1, w // 8), max(1, h // 8), prompt)
+        item: dict[str, Any] = {"revised_prompt": None}
+        if body.get("response_format") == "url":
+            tag = f"{uuid.uuid4().hex[:12]}-{scenario or 'ok'}"
+            item["url"] = f"{self.fake.base_url}/files/{tag}-1x1.png"
+        else:
+            item["b64_json"] = base64.b64encode(png).decode()
+        answer = {
+            "created": int(time.time()),
+            "data": [item],
+            "usage": {
+                "input_tokens": 10,
+                "input_tokens_details": {"image_tokens": 0, "text_tokens": 10},
+                "output_tokens": 100,
+                "total_tokens": 110,
+            },
+        }
+        self._send(200, answer, headers={"x-request-id": "req_fake"})
+
+    # --- Veo (google-genai, Vertex express mode) -------------------------------------------
+    def _veo_create(self, model: str, body: Any) -> None:
+        instances = (body or {}).get("instances") or [{}]
+        prompt = str(instances[0].get("prompt", ""))
+        scenario = self.fake._scenario_for_create(prompt)
+        if self._create_failure(scenario, "veo"):
+            return
+        job = self.fake._new_job("video", scenario, model, dict(body or {}))
+        prefix = "projects/fake/locations/us-central1/publishers/google/models"
+        name = f"{prefix}/{model}/operations/{job.id}"
+        self._send(200, {"name": name})
+
+    def _veo_get(self, body: Any) -> None:
+        name = str((body or {}).get("operationName", ""))
+        job = self.fake._job(name.rsplit("/", 1)[-1])
+        if job is None:
+            err = {"code": 404, "message": "Operation not found", "status": "NOT_FOUND"}
+            return self._send(404, {"error": err})
+        job.polls += 1
+        if job.polls < self.fake.polls_until_done:
+            return self._send(200, {"name": name, "done": False})
+        if job.scenario == "fail":
+            err = {"code": 13, "message": "Internal error while generating the video."}
+            return self._send(200, {"name": name, "done": True, "error": err})
+        response: dict[str, Any] = {
+            "@type": "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse"
+        }
+        if job.scenario == "nsfw":
+            response["raiMediaFilteredCount"] = 1
+            response["raiMediaFilteredReasons"] = [
+                "Your prompt violates our usage guidelines (safety filter)."
+            ]
+        else:
+            w, h = self.fake.video_size
+            mp4 = make_mp4(w, h, self.fake.video_duration_s)
+            response["videos"] = [
+                {"bytesBase64Encoded": base64.b64encode(mp4).decode(), "mimeType": "video/mp4"}
+            ]
+        self._send(200, {"name": name, "done": True, "response": response})
+
+    # --- helpers for fetch tests ----------------------------------------------------------
+    def _blob(self, query: dict[str, list[str]]) -> None:
+        size = int((query.get("size") or ["1024"])[0])
+        nolength = bool(query.get("nolength"))
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            if nolength:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(size))
+            self.end_headers()
+            for chunk in _chunks(size):
+                self.wfile.write(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+def _chunks(size: int, step: int = 64 * 1024) -> Iterator[bytes]:
+    block = b"\x00" * step
+    sent = 0
+    while sent < size:
+        n = min(step, size - sent)
+        yield block[:n]
+        sent += n
