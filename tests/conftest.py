@@ -8,9 +8,9 @@ from pathlib import Path
 
 import firebase_admin
 import pytest
-from core.clients import _EmulatorCredential
 from google.cloud import firestore, storage
 
+from core.clients import _EmulatorCredential
 from local_stack.auth import local_id_token
 from local_stack.stack import LocalStack, StackSettings
 from tests.fakes.provider_api import FakeProviderAPI

@@ -11,16 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from google.cloud import firestore
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from core import config, storage
 from core.clients import db
 from core.errors import InvalidInput, JobError
 from core.lifecycle import Job, run_job, work_dir
 from core.safe_fetch import fetch_url
-from google.cloud import firestore
 from media.images import composite_product, image_size
 from providers.base import ImageRequest
 from providers.registry import get_provider
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 COLLECTION = "image_generation_jobs"
 IMAGE_SIZE = (1280, 720)

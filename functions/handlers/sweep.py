@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from core.clients import db
-from core.lifecycle import lease_duration, now
 from firebase_functions import logger
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+
+from core.clients import db
+from core.lifecycle import lease_duration, now
 
 FailureHook = Callable[
     [firestore.Transaction, firestore.DocumentReference, dict[str, Any], str], None

@@ -8,7 +8,6 @@ from fractions import Fraction
 from pathlib import Path
 
 from core.errors import MediaError
-
 from media.process import run_ffprobe
 
 

@@ -30,10 +30,10 @@ import textwrap
 import time
 from pathlib import Path
 
-from core.errors import ContentPolicyError, InvalidInput, MediaError, TransientProviderError
-from media.animate import render_ken_burns
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from core.errors import ContentPolicyError, InvalidInput, MediaError, TransientProviderError
+from media.animate import render_ken_burns
 from providers.base import AspectRatio, GeneratedMedia, ImageRequest, VideoRequest
 
 _FAIL_POLICY = "[fail:content-policy]"

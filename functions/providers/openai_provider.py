@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import openai
-from core.errors import ContentPolicyError, JobError, ProviderError, TransientProviderError
-from core.safe_fetch import NETWORK_ERRORS, fetch_to_file, parse_retry_after
 from PIL import Image
 
+from core.errors import ContentPolicyError, JobError, ProviderError, TransientProviderError
+from core.safe_fetch import NETWORK_ERRORS, fetch_to_file, parse_retry_after
 from providers.base import GeneratedMedia, ImageRequest, VideoRequest
 
 DEFAULT_ALLOWED_HOSTS = ("oaidalleapiprodscus.blob.core.windows.net",)

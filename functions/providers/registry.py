@@ -22,7 +22,6 @@ import os
 from typing import Literal
 
 from core.errors import InvalidInput, ProviderError
-
 from providers.base import MediaProvider
 
 Kind = Literal["image", "video"]

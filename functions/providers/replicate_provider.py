@@ -29,6 +29,9 @@ from typing import Any
 
 import httpx
 import replicate
+from PIL import Image, ImageOps
+from replicate.exceptions import ModelError, ReplicateError
+
 from core.errors import (
     ContentPolicyError,
     InvalidInput,
@@ -39,9 +42,6 @@ from core.errors import (
 )
 from core.safe_fetch import NETWORK_ERRORS, fetch_to_file, parse_retry_after
 from media.probe import probe
-from PIL import Image, ImageOps
-from replicate.exceptions import ModelError, ReplicateError
-
 from providers.base import GeneratedMedia, ImageRequest, VideoRequest
 
 DEFAULT_ALLOWED_HOSTS = ("replicate.delivery", "replicate.com")

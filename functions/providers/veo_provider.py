@@ -28,6 +28,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
 from core.errors import (
     ContentPolicyError,
     JobError,
@@ -36,11 +40,7 @@ from core.errors import (
     TransientProviderError,
 )
 from core.safe_fetch import NETWORK_ERRORS, fetch_to_file, parse_retry_after
-from google import genai
-from google.genai import errors as genai_errors
-from google.genai import types
 from media.probe import probe
-
 from providers.base import GeneratedMedia, ImageRequest, VideoRequest
 
 DEFAULT_ALLOWED_HOSTS = ("storage.googleapis.com", "generativelanguage.googleapis.com")

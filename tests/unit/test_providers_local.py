@@ -7,11 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageChops, ImageStat
+
 from core.errors import ContentPolicyError, InvalidInput, TransientProviderError
 from media.animate import ken_burns_args
 from media.probe import keyframe_times, probe
 from media.process import run_ffmpeg
-from PIL import Image, ImageChops, ImageStat
 from providers.base import ImageRequest, MediaProvider, VideoRequest
 from providers.local import LocalProvider, video_size
 

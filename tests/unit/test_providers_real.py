@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
 from core.errors import (
     ContentPolicyError,
     InvalidInput,
@@ -20,14 +22,12 @@ from core.errors import (
     TransientProviderError,
 )
 from media.probe import probe
-from PIL import Image
 from providers.base import ImageRequest, MediaProvider, VideoRequest
 from providers.local import LocalProvider
 from providers.openai_provider import OpenAIProvider
 from providers.registry import get_provider
 from providers.replicate_provider import ReplicateProvider, data_uri
 from providers.veo_provider import VeoProvider
-
 from tests.fakes.provider_api import FakeProviderAPI
 
 FLUX = "black-forest-labs/flux-schnell"

@@ -15,10 +15,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from core.errors import InvalidInput, ProviderError, TransientProviderError, UnsafeUrl
-from core.safe_fetch import check_url, fetch_to_file, parse_retry_after
 from PIL import Image
 
+from core.errors import InvalidInput, ProviderError, TransientProviderError, UnsafeUrl
+from core.safe_fetch import check_url, fetch_to_file, parse_retry_after
 from tests.fakes.provider_api import FakeProviderAPI
 
 ALLOWED = ["replicate.delivery", "storage.googleapis.com"]
