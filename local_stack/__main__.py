@@ -33,6 +33,14 @@ def _write_env(stack: LocalStack) -> None:
     ENV_FILE.write_text(json.dumps(data, indent=2))
 
 
+def _external_servers() -> dict[str, str | None]:
+    """Use servers named by the usual emulator variables instead of starting our own."""
+    return {
+        "external_firestore": os.environ.get("FIRESTORE_EMULATOR_HOST") or None,
+        "external_storage": os.environ.get("STORAGE_EMULATOR_HOST") or None,
+    }
+
+
 def _load_env() -> dict[str, str]:
     if not ENV_FILE.exists():
         sys.exit("the local stack is not running: start it with `python -m local_stack up`")
@@ -42,7 +50,7 @@ def _load_env() -> dict[str, str]:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
-    stack = LocalStack(StackSettings(fresh=args.fresh)).start()
+    stack = LocalStack(StackSettings(fresh=args.fresh, **_external_servers())).start()
     _write_env(stack)
     print(f"local stack running; environment for clients in {ENV_FILE}")
     for k, v in stack.client_env().items():
@@ -75,7 +83,9 @@ def cmd_run_scheduled(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from local_stack.demo import run_demo
 
-    stack = LocalStack(StackSettings(fresh=True, run_schedules=False)).start()
+    stack = LocalStack(
+        StackSettings(fresh=True, run_schedules=False, **_external_servers())
+    ).start()
     _write_env(stack)
     try:
         with stack.env():

@@ -22,7 +22,12 @@ import { randomBytes } from "node:crypto";
 import { FirestoreServer } from "@firestore-emulator/server";
 
 const port = Number(process.argv[2] || 8080);
-const LOCK_TIMEOUT_MS = Number(process.env.LOCAL_FIRESTORE_LOCK_TIMEOUT_MS || 20000);
+// A transaction waiting for a lock gives up (ABORTED) after LOCK_TIMEOUT_MS. A transaction
+// that neither commits nor rolls back for TX_IDLE_MS (its client died, e.g. a SIGKILLed
+// function host) expires: its locks are released and a late commit is ABORTED, as
+// production Firestore expires idle transactions.
+const LOCK_TIMEOUT_MS = Number(process.env.LOCAL_FIRESTORE_LOCK_TIMEOUT_MS || 30000);
+const TX_IDLE_MS = Number(process.env.LOCAL_FIRESTORE_TX_IDLE_MS || 10000);
 const STATUS = { NOT_FOUND: 5, ALREADY_EXISTS: 6, FAILED_PRECONDITION: 9, ABORTED: 10 };
 
 const server = new FirestoreServer();
@@ -82,9 +87,26 @@ const locks = new Map(); // path -> {owner: hex id, waiters: [{tx, resolve, reje
 
 function newTransaction(readOnly = false) {
   const id = randomBytes(16);
-  transactions.set(id.toString("hex"), { locks: new Set(), reads: new Map(), readOnly });
+  transactions.set(id.toString("hex"), {
+    locks: new Set(),
+    reads: new Map(),
+    readOnly,
+    lastActive: Date.now(),
+  });
   return id;
 }
+
+function touch(key) {
+  const tx = transactions.get(key);
+  if (tx) tx.lastActive = Date.now();
+}
+
+setInterval(() => {
+  const now = Date.now();
+  for (const [key, tx] of transactions) {
+    if (!tx.waiting && now - tx.lastActive > TX_IDLE_MS) release(key);
+  }
+}, 1000).unref();
 
 function txKey(bytes) {
   return bytes && bytes.length ? Buffer.from(bytes).toString("hex") : null;
@@ -107,10 +129,24 @@ function acquire(key, path) {
     return Promise.resolve();
   }
   if (lock.owner === key) return Promise.resolve();
+  tx.waiting = (tx.waiting || 0) + 1;
   return new Promise((resolve, reject) => {
-    const waiter = { key, resolve, reject, timer: null };
+    const done = () => {
+      tx.waiting -= 1;
+      tx.lastActive = Date.now();
+    };
+    const waiter = {
+      key,
+      resolve: () => {
+        done();
+        resolve();
+      },
+      reject: null,
+      timer: null,
+    };
     waiter.timer = setTimeout(() => {
       lock.waiters.splice(lock.waiters.indexOf(waiter), 1);
+      done();
       reject(grpcError(STATUS.ABORTED, `transaction lock timeout on ${path}`));
     }, LOCK_TIMEOUT_MS);
     lock.waiters.push(waiter);
@@ -124,15 +160,15 @@ function release(key) {
   for (const path of tx.locks) {
     const lock = locks.get(path);
     if (!lock || lock.owner !== key) continue;
-    const next = lock.waiters.shift();
+    let next = lock.waiters.shift();
+    while (next && !transactions.has(next.key)) next = lock.waiters.shift();
     if (!next) {
       locks.delete(path);
       continue;
     }
     clearTimeout(next.timer);
     lock.owner = next.key;
-    const nextTx = transactions.get(next.key);
-    if (nextTx) nextTx.locks.add(path);
+    transactions.get(next.key).locks.add(path);
     next.resolve();
   }
 }
@@ -173,6 +209,7 @@ wrap("BatchGetDocuments", (original) => async (call) => {
       return;
     }
     for (const path of call.request.documents) noteRead(key, path);
+    touch(key);
   }
   const proxy = Object.create(call);
   proxy.write = (message) => {
@@ -237,7 +274,11 @@ wrap("Commit", (original) => (call, callback) => {
   const key = txKey(call.request.transaction);
   if (key) {
     const tx = transactions.get(key);
-    if (tx) {
+    if (!tx) {
+      callback(grpcError(STATUS.ABORTED, "transaction expired or unknown"));
+      return;
+    }
+    {
       for (const [path, version] of tx.reads) {
         if ((versions.get(path) || 0) !== version) {
           release(key);

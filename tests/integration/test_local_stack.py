@@ -8,6 +8,7 @@ schedules, Storage finalize, and transaction isolation in the Firestore server.
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from pathlib import Path
@@ -36,6 +37,7 @@ def probe_stack(tmp_path_factory: pytest.TempPathFactory):
         state_dir=tmp_path_factory.mktemp("probe-stack"),
         run_schedules=False,
         task_backoff_scale=0.25,
+        firestore_tx_idle_ms=1500,
     )
     stack = LocalStack(settings).start()
     with stack.env():
@@ -232,3 +234,39 @@ def test_transactions_are_isolated_and_batches_atomic(probe_stack: LocalStack):
     with pytest.raises(Exception, match="exists"):
         batch.commit()
     assert not other.get().exists, "a failed batch must apply none of its writes"
+
+
+def test_locks_of_a_dead_client_are_released(probe_stack: LocalStack):
+    """A client killed inside a transaction must not block the document forever."""
+    import subprocess
+    import sys
+    import time
+
+    db = probe_stack.db  # type: ignore[attr-defined]
+    ref = db.collection("probe_accounts").document(uuid.uuid4().hex)
+    ref.set({"balance": 5})
+    code = f"""
+import os
+from google.cloud import firestore
+db = firestore.Client(project={probe_stack.settings.project_id!r})
+tx = db.transaction()
+tx._begin()
+db.document({ref.path!r}).get(transaction=tx)
+print("locked", flush=True)
+os._exit(9)
+"""
+    env = {**os.environ, **probe_stack.client_env()}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "locked" in out.stdout, out.stderr[-2000:]
+    started = time.monotonic()
+
+    @firestore.transactional
+    def spend(tx: firestore.Transaction) -> None:
+        snap = ref.get(transaction=tx)
+        tx.update(ref, {"balance": snap.get("balance") - 1})
+
+    spend(db.transaction())
+    assert ref.get().get("balance") == 4
+    assert time.monotonic() - started < 15
