@@ -1,0 +1,267 @@
+"""ffmpeg argument lists for HLS encodes (pure: nothing here runs a process).
+
+One encode = one rendition, optionally one chunk of it: libx264 (High profile, VBV capped)
++ AAC-LC 48 kHz stereo into MPEG-TS segments via ffmpeg's `hls` muxer. Our code publishes
+its own playlists; ffmpeg's playlist (`FFMPEG_PLAYLIST`, an EVENT list ffmpeg rewrites
+after every finished segment) only tells `segmenter.stream_segments` which segments are
+complete and how long they are.
+
+Keyframes and segment boundaries
+--------------------------------
+Boundaries come from `ladder.SegmentGrid` (frame numbers at the output frame rate):
+
+* `fps=<rate>:start_time=<chunk start>` turns any input (VFR phone video, 60 fps, odd
+  container start times) into constant frames on one global grid, frame k at k/fps.
+* `-force_key_frames expr:gte(n, <next boundary>)` puts an IDR (`-forced-idr 1`) on every
+  boundary frame; `-g`/`-keyint_min` = the segment's frame count and `-sc_threshold 0`
+  keep x264 from adding keyframes anywhere else (Apple: fixed GOP, aligned renditions).
+* `-hls_time` is set to half the shortest segment, so the muxer cuts at *every* keyframe
+  and at nothing else; which frames are keyframes alone decides the boundaries.
+
+Every rendition uses the same grid, so the 720p live encode and the 1080p/2160p
+background encodes cut at identical times.
+
+Chunks (long uploads across several task invocations)
+-----------------------------------------------------
+`start_number`/`end_number` select whole segments [start_number, end_number). The input is
+read from half a frame before the chunk's first frame (`-ss` before `-i`, fast and frame
+accurate) for exactly as long as the chunk lasts (`-t`), with `-copyts -start_at_zero` so
+every chunk keeps the source's own timeline (no per-chunk offsets to get wrong, audio and
+video alike); `-frames:v` caps the video at the chunk's frame count. Segment numbers
+continue from `start_number`, so the chunks of a rendition simply add up to a single pass.
+`-output_ts_offset TIMELINE_OFFSET_S` keeps every timestamp positive (AAC priming and
+B-frame delays are otherwise shifted differently in the first chunk than in the others).
+At a chunk boundary the audio of the next chunk starts with one AAC priming frame (~21 ms)
+that overlaps the previous chunk; players drop or blend it.
+
+Rotation: ffmpeg rotates decoded frames by the display matrix before our filters, and
+MPEG-TS carries no rotation, so the output is stored upright (plan renditions from the
+displayed size: `ladder.displayed_size`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+from media.hls.ladder import FIRST_SEGMENT_SECONDS, SEGMENT_SECONDS, Rendition, SegmentGrid
+from media.hls.playlists import MEDIA_PLAYLIST_NAME, SEGMENT_PATTERN
+
+FFMPEG_PLAYLIST = "ffmpeg.m3u8"
+"""Name of ffmpeg's own playlist in the local output folder (progress feed, not published)."""
+
+TIMELINE_OFFSET_S = 1.0
+"""Added to every output timestamp so none is negative (see module doc)."""
+
+AUDIO_SAMPLE_RATE = 48000
+
+LIVE_PRESET = "veryfast"
+LIVE_TUNE = "zerolatency"
+"""Recommended x264 settings for the live rendition: no B-frames/lookahead, so a segment
+leaves the encoder as soon as its last frame is in (see docs/streaming.md for numbers)."""
+BACKGROUND_PRESET = "veryfast"
+
+
+def hls_encode_args(
+    src: str | Path,
+    out_dir: str | Path,
+    rendition: Rendition,
+    *,
+    segment_s: float = SEGMENT_SECONDS,
+    first_segment_s: float | None = FIRST_SEGMENT_SECONDS,
+    start_number: int = 0,
+    end_number: int | None = None,
+    segment_pattern: str = SEGMENT_PATTERN,
+    playlist_name: str = FFMPEG_PLAYLIST,
+    preset: str = "veryfast",
+    tune: str | None = None,
+    threads: int | None = None,
+) -> list[str]:
+    """Arguments (for `media.process.start_ffmpeg`) encoding `rendition` into HLS segments.
+
+    Encodes segments [start_number, end_number) of the grid given by the rendition's fps,
+    `segment_s` and `first_segment_s` (end_number None: to the end of the source). Use the
+    same `segment_s`/`first_segment_s` for every rendition and chunk of an asset.
+    Segments go to `out_dir/segment_pattern` (numbered from `start_number`), ffmpeg's
+    progress playlist to `out_dir/playlist_name`; `out_dir` must exist. `src` may be a local
+    path or an http(s) URL (e.g. a signed Storage URL: encoding starts while it downloads).
+    `tune` is x264's -tune; `LIVE_TUNE` ("zerolatency") shortens the encoder pipeline for the
+    live rendition (first segment sooner, less CPU, somewhat lower compression efficiency).
+    """
+    grid = SegmentGrid(rendition.fps, segment_s, first_segment_s)
+    if start_number < 0 or (end_number is not None and end_number <= start_number):
+        raise ValueError(f"bad segment range [{start_number}, {end_number})")
+    out = Path(out_dir)
+    args = [*_input_args(src, grid, start_number, end_number), "-map", "0:v:0"]
+    if rendition.has_audio:
+        args += ["-map", "0:a:0"]
+    args += ["-vf", _video_filter(rendition, grid.boundary_frame(start_number))]
+    if end_number is not None:
+        frames = grid.boundary_frame(end_number) - grid.boundary_frame(start_number)
+        args += ["-frames:v", str(frames)]
+    args += _video_codec_args(
+        rendition, grid, start_number, preset=preset, tune=tune, threads=threads
+    )
+    args += _audio_args(rendition)
+    args += [
+        "-map_metadata", "-1",
+        "-output_ts_offset", _num(TIMELINE_OFFSET_S),
+        "-f", "hls",
+        "-hls_time", _num(_hls_time(grid)),
+        "-hls_playlist_type", "event",
+        "-hls_list_size", "0",
+        "-hls_flags", "independent_segments+temp_file",
+        "-hls_segment_type", "mpegts",
+        "-start_number", str(start_number),
+        "-hls_segment_filename", str(out / segment_pattern),
+        str(out / playlist_name),
+    ]  # fmt: skip
+    return args
+
+
+def baseline_encode_args(
+    src: str | Path,
+    out_dir: str | Path,
+    renditions: Sequence[Rendition],
+    *,
+    segment_s: float = SEGMENT_SECONDS,
+    first_segment_s: float | None = FIRST_SEGMENT_SECONDS,
+    preset: str = "veryfast",
+    threads: int | None = None,
+) -> list[str]:
+    """The "transcode everything, then publish" baseline: one ffmpeg process decodes the
+    source once and writes every rendition as a VOD playlist, `out_dir/<name>/index.m3u8`
+    + `out_dir/<name>/seg_%05d.ts` (the `<name>` folders must exist). Same encoder settings
+    and grid as `hls_encode_args`, so its segments equal the progressive ones.
+    """
+    if not renditions:
+        raise ValueError("no renditions")
+    fps = renditions[0].fps
+    if any(r.fps != fps for r in renditions):
+        raise ValueError("all renditions of an asset must share one frame rate")
+    grid = SegmentGrid(fps, segment_s, first_segment_s)
+    out = Path(out_dir)
+    labels = [f"v{i}" for i in range(len(renditions))]
+    split = "".join(f"[s{i}]" for i in range(len(renditions)))
+    graph = [f"[0:v:0]{_fps_filter(fps, 0)},split={len(renditions)}{split}"]
+    graph += [f"[s{i}]{_scale_filter(r)}[{labels[i]}]" for i, r in enumerate(renditions)]
+    args = [*_input_args(src, grid, 0, None), "-filter_complex", ";".join(graph)]
+    for label, r in zip(labels, renditions, strict=True):
+        args += ["-map", f"[{label}]"]
+        if r.has_audio:
+            args += ["-map", "0:a:0"]
+        args += _video_codec_args(r, grid, 0, preset=preset, tune=None, threads=threads)
+        args += _audio_args(r)
+        args += [
+            "-map_metadata", "-1",
+            "-output_ts_offset", _num(TIMELINE_OFFSET_S),
+            "-f", "hls",
+            "-hls_time", _num(_hls_time(grid)),
+            "-hls_playlist_type", "vod",
+            "-hls_list_size", "0",
+            "-hls_flags", "independent_segments",
+            "-hls_segment_type", "mpegts",
+            "-hls_segment_filename", str(out / r.name / SEGMENT_PATTERN),
+            str(out / r.name / MEDIA_PLAYLIST_NAME),
+        ]  # fmt: skip
+    return args
+
+
+def keyframe_expr(grid: SegmentGrid, start_number: int = 0) -> str:
+    """`-force_key_frames` value: a keyframe on the first frame of every grid segment.
+
+    `n` is the frame number within this encode and `n_forced` the keyframes forced so far,
+    so the next boundary is segment `start_number + n_forced`, at local frame
+    boundary_frame(start_number + n_forced) - boundary_frame(start_number).
+    """
+    sf = grid.segment_frames
+    if start_number > 0 or grid.first_frames == sf:
+        return f"expr:gte(n,n_forced*{sf})"
+    return f"expr:gte(n,if(eq(n_forced,0),0,{grid.first_frames}+(n_forced-1)*{sf}))"
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _input_args(
+    src: str | Path, grid: SegmentGrid, start_number: int, end_number: int | None
+) -> list[str]:
+    args: list[str] = []
+    seek = 0.0
+    start_frame = grid.boundary_frame(start_number)
+    if start_frame > 0:
+        # half a frame early: the chunk's first frame is kept, the one before is not
+        seek = float((start_frame - Fraction(1, 2)) / grid.fps)
+        args += ["-ss", _num(seek)]
+    if end_number is not None:
+        end = float((grid.boundary_frame(end_number) - Fraction(1, 2)) / grid.fps)
+        args += ["-t", _num(end - seek)]
+    if str(src).startswith(("http://", "https://")):
+        # read a (signed) URL while it downloads; -ss then uses range requests
+        args += ["-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "4"]
+    return [*args, "-copyts", "-start_at_zero", "-i", str(src)]
+
+
+def _fps_filter(fps: Fraction, start_frame: int) -> str:
+    return f"fps=fps={fps.numerator}/{fps.denominator}:start_time={_num(float(start_frame / fps))}"
+
+
+def _scale_filter(r: Rendition) -> str:
+    return f"scale={r.width}:{r.height},setsar=1,format=yuv420p"
+
+
+def _video_filter(r: Rendition, start_frame: int) -> str:
+    return f"{_fps_filter(r.fps, start_frame)},{_scale_filter(r)}"
+
+
+def _video_codec_args(
+    r: Rendition,
+    grid: SegmentGrid,
+    start_number: int,
+    *,
+    preset: str,
+    tune: str | None,
+    threads: int | None,
+) -> list[str]:
+    gop = str(grid.segment_frames)
+    args = [
+        "-c:v", "libx264",
+        "-preset", preset,
+        "-profile:v", r.profile,
+        "-level:v", r.level,
+        "-b:v", f"{r.video_bitrate_kbps}k",
+        "-maxrate", f"{r.maxrate_kbps}k",
+        "-bufsize", f"{r.bufsize_kbps}k",
+        "-g", gop,
+        "-keyint_min", gop,
+        "-sc_threshold", "0",
+        "-forced-idr", "1",
+        "-force_key_frames", keyframe_expr(grid, start_number),
+    ]  # fmt: skip
+    if tune is not None:
+        args += ["-tune", tune]
+    if threads is not None:
+        args += ["-threads", str(threads)]
+    return args
+
+
+def _audio_args(r: Rendition) -> list[str]:
+    if not r.has_audio:
+        return ["-an"]
+    return [
+        "-c:a", "aac",
+        "-b:a", f"{r.audio_bitrate_kbps}k",
+        "-ar", str(AUDIO_SAMPLE_RATE),
+        "-ac", "2",
+        "-af", "aresample=async=1",
+    ]  # fmt: skip
+
+
+def _hls_time(grid: SegmentGrid) -> float:
+    shortest = min(grid.first_frames, grid.segment_frames)
+    return float(shortest / grid.fps) / 2
+
+
+def _num(x: float) -> str:
+    return f"{x:.6f}".rstrip("0").rstrip(".") or "0"

@@ -1,0 +1,172 @@
+"""Run an HLS encode and hand over each segment the moment it is complete.
+
+`stream_segments` starts ffmpeg (`media.process.start_ffmpeg`) with arguments from
+`encode.hls_encode_args` and polls the output folder. ffmpeg's hls muxer writes each
+segment as `seg_NNNNN.ts.tmp`, renames it when the segment is closed and then rewrites its
+own playlist (atomically, also via a temp file) with the new entry. A segment is yielded
+once it is listed there *and* its final file exists, so it is complete; its duration is
+the one ffmpeg measured. The caller uploads it, updates the published playlist and deletes
+the file before asking for the next one, so the local disk (memory in Cloud Functions)
+only ever holds a couple of segments.
+
+At the end the exit status is checked: a failed or timed-out ffmpeg raises `MediaError`
+after the segments it finished have been yielded (the caller decides whether those are
+worth keeping). Leaving the loop early (exception, `break`) stops ffmpeg.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import MediaError
+from media.hls.encode import FFMPEG_PLAYLIST, baseline_encode_args
+from media.hls.ladder import FIRST_SEGMENT_SECONDS, SEGMENT_SECONDS, Rendition
+from media.hls.playlists import parse_media_playlist
+from media.process import run_ffmpeg, start_ffmpeg
+
+
+@dataclass(frozen=True)
+class SegmentFile:
+    """A finished segment on local disk."""
+
+    number: int  # segment number (media sequence), continuous across chunks
+    path: Path
+    duration_s: float  # as measured by ffmpeg
+    start_s: float  # start in the asset's timeline (chunk start + previous durations)
+    size_bytes: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def stream_segments(
+    args: Sequence[str],
+    out_dir: str | Path,
+    *,
+    timeout_s: float,
+    playlist_name: str = FFMPEG_PLAYLIST,
+    start_s: float = 0.0,
+    poll_s: float = 0.05,
+) -> Iterator[SegmentFile]:
+    """Run ffmpeg with `args` and yield each segment, in order, as soon as it is complete.
+
+    `out_dir`/`playlist_name` must match the args; `start_s` is the chunk's start time
+    (`SegmentGrid.boundary_time(start_number)`) so `SegmentFile.start_s` is absolute.
+    `timeout_s` bounds the whole encode (time spent by the caller between segments
+    included). Raises MediaError if ffmpeg fails or times out.
+    """
+    out = Path(out_dir)
+    playlist = out / playlist_name
+    deadline = time.monotonic() + timeout_s
+    playlist.unlink(missing_ok=True)  # a retry in the same folder must not see old entries
+    proc = start_ffmpeg(args)
+    stderr = _Drain(proc)
+    yielded = 0
+    position = start_s
+    try:
+        while True:
+            exited = proc.poll() is not None
+            ok = proc.returncode == 0
+            for seg in _ready(out, playlist, yielded, final=exited, proc_ok=ok):
+                seg = SegmentFile(seg.number, seg.path, seg.duration_s, position, seg.size_bytes)
+                yielded += 1
+                position += seg.duration_s
+                yield seg
+            if exited:
+                break
+            if time.monotonic() > deadline:
+                raise MediaError(f"ffmpeg timed out after {timeout_s:.0f}s", code="media-timeout")
+            time.sleep(poll_s)
+        stderr.join(max(1.0, deadline - time.monotonic()))
+        if proc.returncode != 0:
+            raise MediaError(f"ffmpeg failed ({proc.returncode}): {stderr.tail()}")
+        if yielded == 0:
+            raise MediaError("ffmpeg produced no segments", code="unreadable-media")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stderr.join(1.0)
+
+
+def run_baseline(
+    src: str | Path,
+    out_dir: str | Path,
+    renditions: Sequence[Rendition],
+    *,
+    timeout_s: float,
+    segment_s: float = SEGMENT_SECONDS,
+    first_segment_s: float | None = FIRST_SEGMENT_SECONDS,
+    preset: str = "veryfast",
+    threads: int | None = None,
+) -> None:
+    """Encode every rendition in one pass (the baseline), then return: nothing is
+    playable before this ends. Creates `out_dir/<name>/`."""
+    for r in renditions:
+        (Path(out_dir) / r.name).mkdir(parents=True, exist_ok=True)
+    args = baseline_encode_args(
+        src,
+        out_dir,
+        renditions,
+        segment_s=segment_s,
+        first_segment_s=first_segment_s,
+        preset=preset,
+        threads=threads,
+    )
+    run_ffmpeg(args, timeout_s=timeout_s)
+
+
+def _ready(
+    out: Path, playlist: Path, already: int, *, final: bool, proc_ok: bool = True
+) -> list[SegmentFile]:
+    """Complete segments listed after the first `already` ones."""
+    try:
+        text = playlist.read_text()
+    except FileNotFoundError:
+        return []
+    try:
+        parsed = parse_media_playlist(text)
+    except ValueError:
+        return []  # not written yet (ffmpeg renames a complete file into place)
+    ready: list[SegmentFile] = []
+    for i, entry in enumerate(parsed.segments[already:], start=already):
+        path = out / Path(entry.uri).name
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            if final and proc_ok:
+                raise MediaError(f"ffmpeg listed {path.name} but did not write it") from None
+            break  # listed before the rename is visible: next poll (or ffmpeg failed)
+        ready.append(SegmentFile(parsed.media_sequence + i, path, entry.duration_s, 0.0, size))
+    return ready
+
+
+class _Drain:
+    """Reads ffmpeg's stderr while it runs, so a chatty ffmpeg never blocks on the pipe."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._chunks: list[bytes] = []
+        self._stream = proc.stderr
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        if self._stream is None:
+            return
+        for line in iter(self._stream.readline, b""):
+            self._chunks.append(line)
+            if len(self._chunks) > 200:
+                del self._chunks[:100]
+
+    def join(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
+
+    def tail(self, lines: int = 6) -> str:
+        text = b"".join(self._chunks).decode(errors="replace").strip().splitlines()
+        return " | ".join(text[-lines:]) or "no output"
