@@ -1,0 +1,166 @@
+"""The creations HTTP API, for clients that don't use the Firebase SDK.
+
+One `on_request` function (`generateapi`) routes the seed's paths to the same operations
+the callables run (handlers/creations.py):
+
+    POST   /api/generate/video                {prompt, aspectRatio?, duration?, idempotencyKey?}
+                                              -> 202 {creationId, cost, status, estimatedTime}
+    GET    /api/generate/drafts?limit=&cursor=&status=   -> 200 {creations, nextCursor}
+    GET    /api/generate/video/{id}           -> 200 creation
+    DELETE /api/generate/video/{id}           -> 200 {creationId, deleted, mediaDeleted}
+    POST   /api/generate/video/{id}/publish   -> 200 creation (status published)
+
+Auth: `Authorization: Bearer <Firebase ID token>` (401 without a valid one). Errors:
+400 invalid request or wrong state, 401, 402 not enough tokens (details: required,
+balance), 403 someone else's creation, 404 no such creation or route, 405 wrong method.
+The error body has the callable protocol's shape: {"error": {status, message, details?}}.
+An `Idempotency-Key` header is accepted in place of the body's idempotencyKey.
+
+Paths are matched after `/api/generate` (Firebase Hosting rewrite `/api/generate/**`) or
+after the function name (direct function URL), so both deployments route the same.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from firebase_admin import auth as admin_auth
+from firebase_functions import logger, options
+from flask import Request, Response
+
+from core.clients import init_app
+from handlers import creations
+from handlers.creations import BadRequest, OperationError, Unauthenticated
+
+FUNCTION_NAME = "generateapi"
+# Browser clients on other origins: bearer tokens, no cookies, so any origin may call.
+CORS = options.CorsOptions(cors_origins="*", cors_methods=["get", "post", "delete"])
+PREFIX = "/api/generate"
+_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
+    ("POST", re.compile(r"^/video/?$"), "create"),
+    ("GET", re.compile(r"^/drafts/?$"), "list"),
+    ("GET", re.compile(r"^/video/(?P<id>[A-Za-z0-9_-]{1,128})/?$"), "get"),
+    ("DELETE", re.compile(r"^/video/(?P<id>[A-Za-z0-9_-]{1,128})/?$"), "delete"),
+    ("POST", re.compile(r"^/video/(?P<id>[A-Za-z0-9_-]{1,128})/publish/?$"), "publish"),
+]
+
+
+class MethodNotAllowed(OperationError):
+    http_status = 405
+
+
+class RouteNotFound(OperationError):
+    http_status = 404
+
+
+def route_path(path: str) -> str:
+    """The part of the request path the routes match (pure)."""
+    i = path.find(PREFIX + "/")
+    if i >= 0:
+        return path[i + len(PREFIX) :]
+    marker = f"/{FUNCTION_NAME}/"
+    j = path.find(marker)
+    if j >= 0:
+        return path[j + len(marker) - 1 :]
+    return path
+
+
+def resolve(method: str, path: str) -> tuple[str, dict[str, str]]:
+    """(operation name, path params) for a request; RouteNotFound / MethodNotAllowed."""
+    rest = route_path(path)
+    matched_path = False
+    for route_method, pattern, name in _ROUTES:
+        m = pattern.match(rest)
+        if m is None:
+            continue
+        matched_path = True
+        if route_method == method.upper():
+            return name, m.groupdict()
+    if matched_path:
+        raise MethodNotAllowed(f"{method} is not allowed on {rest}")
+    raise RouteNotFound(f"no route for {method} {rest}")
+
+
+def uid_from(request: Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("missing Authorization: Bearer <ID token>")
+    init_app()
+    try:
+        decoded = admin_auth.verify_id_token(token.strip())
+    except Exception as exc:  # expired, revoked, malformed, wrong project
+        raise Unauthenticated("invalid ID token") from exc
+    uid = decoded.get("uid") or decoded.get("sub")
+    if not isinstance(uid, str) or not uid:
+        raise Unauthenticated("the ID token names no user")
+    return uid
+
+
+def _body(request: Request) -> dict[str, Any]:
+    raw = request.get_data(cache=True)
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest("the body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return data
+
+
+def _query(request: Request) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("limit", "cursor", "status"):
+        value = request.args.get(key)
+        if value is None:
+            continue
+        if key == "limit":
+            if not value.isdigit():
+                raise BadRequest("limit: must be a whole number", {"fields": ["limit"]})
+            out[key] = int(value)
+        else:
+            out[key] = value
+    return out
+
+
+def dispatch(request: Request) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """(status, JSON body, extra headers) for a request."""
+    try:
+        name, params = resolve(request.method, request.path)
+        uid = uid_from(request)
+        if name == "create":
+            payload = _body(request)
+            key = request.headers.get("Idempotency-Key")
+            if key and "idempotencyKey" not in payload:
+                payload["idempotencyKey"] = key
+            result = creations.create_video_generation(uid, payload)
+            location = f"{PREFIX}/video/{result['creationId']}"
+            return 202, result, {"Location": location}
+        if name == "list":
+            return 200, creations.list_drafts(uid, _query(request)), {}
+        ident = {"creationId": params["id"]}
+        if name == "get":
+            return 200, creations.get_creation(uid, ident), {}
+        if name == "delete":
+            return 200, creations.delete_creation(uid, ident), {}
+        return 200, creations.publish_creation(uid, ident), {}
+    except OperationError as err:
+        extra = {"WWW-Authenticate": 'Bearer realm="creations"'} if err.http_status == 401 else {}
+        return err.http_status, err.to_json(), extra
+    except Exception as exc:
+        logger.error(
+            "creations API crashed", path=request.path, method=request.method, error=repr(exc)
+        )
+        return 500, {"error": {"status": "INTERNAL", "message": "internal error"}}, {}
+
+
+def handle(request: Request) -> Response:
+    status, body, headers = dispatch(request)
+    response = Response(json.dumps(body), status=status, mimetype="application/json")
+    for key, value in headers.items():
+        response.headers[key] = value
+    return response
