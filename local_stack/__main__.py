@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from local_stack.stack import ROOT, LocalStack, StackSettings
 
@@ -33,12 +34,13 @@ def _write_env(stack: LocalStack) -> None:
     ENV_FILE.write_text(json.dumps(data, indent=2))
 
 
-def _external_servers() -> dict[str, str | None]:
-    """Use servers named by the usual emulator variables instead of starting our own."""
-    return {
-        "external_firestore": os.environ.get("FIRESTORE_EMULATOR_HOST") or None,
-        "external_storage": os.environ.get("STORAGE_EMULATOR_HOST") or None,
-    }
+def _settings(**kw: Any) -> StackSettings:
+    """Stack settings; servers named by the usual emulator variables are used, not started."""
+    return StackSettings(
+        external_firestore=os.environ.get("FIRESTORE_EMULATOR_HOST") or None,
+        external_storage=os.environ.get("STORAGE_EMULATOR_HOST") or None,
+        **kw,
+    )
 
 
 def _load_env() -> dict[str, str]:
@@ -50,7 +52,7 @@ def _load_env() -> dict[str, str]:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
-    stack = LocalStack(StackSettings(fresh=args.fresh, **_external_servers())).start()
+    stack = LocalStack(_settings(fresh=args.fresh)).start()
     _write_env(stack)
     print(f"local stack running; environment for clients in {ENV_FILE}")
     for k, v in stack.client_env().items():
@@ -83,9 +85,7 @@ def cmd_run_scheduled(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from local_stack.demo import run_demo
 
-    stack = LocalStack(
-        StackSettings(fresh=True, run_schedules=False, **_external_servers())
-    ).start()
+    stack = LocalStack(_settings(fresh=True, run_schedules=False)).start()
     _write_env(stack)
     try:
         with stack.env():

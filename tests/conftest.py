@@ -39,7 +39,15 @@ def stack(
         state_dir=tmp_path_factory.mktemp("stack"),
         run_schedules=False,
         task_backoff_scale=0.02,
-        host_env={**provider_api.env(), "JOB_LEASE_SECONDS": "900"},
+        # Jobs use the offline provider by default; a job may name `provider: replicate` to go
+        # through the real Replicate adapter against the fake API (override allowed in tests only).
+        host_env={
+            **provider_api.env(),
+            "JOB_LEASE_SECONDS": "900",
+            "MEDIA_PROVIDER": "local",
+            "ALLOW_PROVIDER_OVERRIDE": "true",
+            "REPLICATE_API_TOKEN": "r8_local_fake_token",
+        },
     )
     with LocalStack(settings) as running, running.env():
         yield running

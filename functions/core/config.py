@@ -49,6 +49,12 @@ ALLOWED_FETCH_HOSTS = params.ListParam(
 MAX_FETCH_BYTES = params.IntParam("MAX_FETCH_BYTES", default=512 * 1024 * 1024)
 MAX_MEDIA_DURATION_S = params.IntParam("MAX_MEDIA_DURATION_S", default=3 * 60 * 60)
 
+FFMPEG_MAX_SECONDS = params.IntParam(
+    "FFMPEG_MAX_SECONDS",
+    default=1500,
+    description="Upper bound on any single ffmpeg/ffprobe run; a hung process is killed.",
+)
+
 # --- images --------------------------------------------------------------------------
 COMPOSITE_METHOD = params.StringParam(
     "COMPOSITE_METHOD", default="pillow", description="pillow | model (provider-based compositing)."
@@ -65,6 +71,47 @@ LONGFORM_MAX_SEGMENTS = params.IntParam(
     "LONGFORM_MAX_SEGMENTS",
     default=20,
     description="Most prompts (segments) one long-form video job may have.",
+)
+
+# --- video, multi-video and composition jobs (docs/video-jobs.md) ----------------------
+ALLOW_PROVIDER_OVERRIDE = params.BoolParam(
+    "ALLOW_PROVIDER_OVERRIDE",
+    default=False,
+    description="Honour an optional `provider` field on video jobs (tests, admin tools).",
+)
+VIDEO_RESOLUTION = params.StringParam(
+    "VIDEO_RESOLUTION", default="720p", description="480p | 720p | 1080p, unless a job asks."
+)
+VIDEO_MIN_DURATION_S = params.IntParam("VIDEO_MIN_DURATION_S", default=1)
+VIDEO_MAX_DURATION_S = params.IntParam("VIDEO_MAX_DURATION_S", default=15)
+MAX_SEED_IMAGE_BYTES = params.IntParam("MAX_SEED_IMAGE_BYTES", default=20 * 1024 * 1024)
+MULTI_VIDEO_MAX_SCENES = params.IntParam("MULTI_VIDEO_MAX_SCENES", default=20)
+MULTI_VIDEO_PARALLEL = params.IntParam(
+    "MULTI_VIDEO_PARALLEL",
+    default=2,
+    description="Scenes of one multi-video job generated at once.",
+)
+COMPOSE_MAX_CLIPS = params.IntParam("COMPOSE_MAX_CLIPS", default=30)
+COMPOSE_MAX_CLIP_BYTES = params.IntParam("COMPOSE_MAX_CLIP_BYTES", default=200 * 1024 * 1024)
+COMPOSE_MAX_AUDIO_BYTES = params.IntParam("COMPOSE_MAX_AUDIO_BYTES", default=50 * 1024 * 1024)
+COMPOSE_MAX_DURATION_S = params.IntParam(
+    "COMPOSE_MAX_DURATION_S", default=600, description="Total length of a composition's clips."
+)
+COMPOSE_AUDIO_MODE = params.StringParam(
+    "COMPOSE_AUDIO_MODE", default="mix", description="mix (music under clip audio) | replace."
+)
+
+# --- creations and tokens (docs/creations.md) ------------------------------------------
+CREATION_TOKENS_PER_SECOND = params.IntParam(
+    "CREATION_TOKENS_PER_SECOND",
+    default=10,
+    description="Price of a creation: tokens per second of video (4 s = 40, 6 s = 60, 8 s = 80).",
+)
+CREATION_PROVIDER = params.StringParam(
+    "CREATION_PROVIDER", default="", description="Overrides MEDIA_PROVIDER for creations."
+)
+CREATION_RESOLUTION = params.StringParam(
+    "CREATION_RESOLUTION", default="720p", description="720p | 1080p for creations."
 )
 
 # --- lifecycle -----------------------------------------------------------------------

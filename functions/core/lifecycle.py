@@ -111,6 +111,41 @@ class Job:
         ):
             raise LostClaim(self.id)
 
+    def modify(self, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
+        """Read-modify-write the job in one transaction while this worker owns it.
+
+        `change(current)` gets the document as stored and returns the fields to write (None:
+        only renew the lease). It may run more than once (transaction retries), so it must
+        not have side effects. `progress` is clamped to 0-99 and never lowered; the lease is
+        renewed. Returns the document as written; raises LostClaim if the job is not ours.
+        """
+        transaction = db().transaction()
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> dict[str, Any] | None:
+            snap = self.ref.get(transaction=tx)
+            data = snap.to_dict() or {}
+            if (
+                not snap.exists
+                or data.get("claimId") != self.claim_id
+                or data.get("status") != "processing"
+            ):
+                return None
+            fields = dict(change(data) or {})
+            if "progress" in fields:
+                fields["progress"] = max(
+                    int(data.get("progress") or 0), min(99, int(fields["progress"]))
+                )
+            fields.update({"updatedAt": now(), "leaseExpiresAt": now() + lease_duration()})
+            tx.update(self.ref, fields)
+            return {**data, **fields}
+
+        written: dict[str, Any] | None = run(transaction)
+        if written is None:
+            raise LostClaim(self.id)
+        self._progress = max(self._progress, int(written.get("progress") or 0))
+        return written
+
     def complete(self, **outputs: Any) -> bool:
         ok = _write_if_owner(
             self.ref,
@@ -201,6 +236,30 @@ def claim(
 
     job: Job | None = run(transaction)
     return job
+
+
+def resume(ref: firestore.DocumentReference, claim_id: str) -> Job | None:
+    """The handle of a claim that is still live, for work continued elsewhere (a task step).
+
+    Returns None when the job is gone, no longer `processing`, or owned by another claim
+    (swept, or re-claimed): the caller should then stop without writing anything. Every
+    write through the handle re-checks ownership, so a stale handle can't clobber the job.
+    """
+    snap = ref.get()
+    if not snap.exists:
+        return None
+    data = snap.to_dict() or {}
+    if data.get("status") != "processing" or data.get("claimId") != claim_id:
+        return None
+    uid = data.get("user_id") or data.get("userId")
+    return Job(
+        ref=ref,
+        data=data,
+        claim_id=claim_id,
+        attempts=int(data.get("attempts") or 1),
+        user_id=uid,
+        _progress=int(data.get("progress") or 0),
+    )
 
 
 def _write_if_owner(

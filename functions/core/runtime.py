@@ -59,4 +59,28 @@ MEDIA_JOB = runtime(
     concurrency=1,
     secrets=True,
 )
+# Multi-video steps (task queue `multivideostep`): one scene per task. Task functions are
+# HTTP functions, so a step may run past the 540 s event limit; it stays under the job lease
+# (JOB_LEASE_SECONDS, renewed at every step). Cloud Tasks retries a failed or crashed step
+# (backoff 10 s doubling to 300 s); the handler fails the job on the last attempt.
+MULTI_VIDEO_STEP_ATTEMPTS = 10
+MULTI_VIDEO_STEP_TIMEOUT_S = 900
+GENERATION_STEP: dict[str, Any] = {
+    **runtime(
+        "generation",
+        memory=options.MemoryOption.GB_1,
+        cpu=1,
+        timeout_sec=MULTI_VIDEO_STEP_TIMEOUT_S,
+        max_instances=20,
+        secrets=True,
+    ),
+    "retry_config": options.RetryConfig(
+        max_attempts=MULTI_VIDEO_STEP_ATTEMPTS,
+        min_backoff_seconds=10,
+        max_backoff_seconds=300,
+        max_doublings=5,
+    ),
+    # across all jobs (provider rate limits); per job, MULTI_VIDEO_PARALLEL scenes at once
+    "rate_limits": options.RateLimits(max_concurrent_dispatches=10),
+}
 LIGHT = runtime("api", memory=options.MemoryOption.MB_512, cpu=1, timeout_sec=60, max_instances=50)

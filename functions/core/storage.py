@@ -42,13 +42,20 @@ def upload_file(
     *,
     cache_control: str = CACHE_IMMUTABLE,
     metadata: dict[str, str] | None = None,
+    if_generation_match: int | None = None,
 ) -> str:
-    """Upload a local file to `path` in our bucket; returns its download URL."""
+    """Upload a local file to `path` in our bucket; returns its download URL.
+
+    `if_generation_match=0` writes the object only if it does not exist yet (a concurrent
+    writer then gets google.api_core.exceptions.PreconditionFailed).
+    """
     blob = bucket().blob(path)
     token = str(uuid.uuid4())
     blob.metadata = {"firebaseStorageDownloadTokens": token, **(metadata or {})}
     blob.cache_control = cache_control
-    blob.upload_from_filename(str(local), content_type=content_type)
+    blob.upload_from_filename(
+        str(local), content_type=content_type, if_generation_match=if_generation_match
+    )
     return download_url(path, token)
 
 

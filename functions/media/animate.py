@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.errors import InvalidInput
-
 from media.process import run_ffmpeg
 
 ZOOM = 0.12  # the frame ends 12% zoomed in

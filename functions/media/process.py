@@ -16,18 +16,26 @@ from core.errors import MediaError
 FFMPEG = os.environ.get("FFMPEG_BINARY", "ffmpeg")
 FFPROBE = os.environ.get("FFPROBE_BINARY", "ffprobe")
 DEFAULT_TIMEOUT_S = 600.0
+# Upper bound on any single media process, whatever the caller asked for. Declared as the
+# Firebase param FFMPEG_MAX_SECONDS in core/config.py (params are environment variables).
+MAX_SECONDS_ENV = "FFMPEG_MAX_SECONDS"
+
+
+def _bounded(timeout_s: float) -> float:
+    cap = os.environ.get(MAX_SECONDS_ENV)
+    return min(timeout_s, float(cap)) if cap else timeout_s
 
 
 def run_ffmpeg(args: Sequence[str], *, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
     """Run `ffmpeg -hide_banner -nostdin -y <args>`; return stderr text on success."""
     cmd = [FFMPEG, "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *args]
-    return _run(cmd, timeout_s=timeout_s, what="ffmpeg").stderr
+    return _run(cmd, timeout_s=_bounded(timeout_s), what="ffmpeg").stderr
 
 
 def run_ffprobe(args: Sequence[str], *, timeout_s: float = 60.0) -> str:
     """Run ffprobe and return its stdout."""
     cmd = [FFPROBE, "-hide_banner", "-loglevel", "error", *args]
-    return _run(cmd, timeout_s=timeout_s, what="ffprobe").stdout
+    return _run(cmd, timeout_s=_bounded(timeout_s), what="ffprobe").stdout
 
 
 def start_ffmpeg(args: Sequence[str]) -> subprocess.Popen[bytes]:
@@ -40,6 +48,7 @@ def start_ffmpeg(args: Sequence[str]) -> subprocess.Popen[bytes]:
 
 
 def wait_ffmpeg(proc: subprocess.Popen[bytes], *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    timeout_s = _bounded(timeout_s)
     try:
         _, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:

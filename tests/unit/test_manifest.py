@@ -24,6 +24,21 @@ STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 EXPECTED = {
     "handle_image_generation": ("firestore", "image_generation_jobs/{job_id}"),
     "sweep_stuck_jobs": ("schedule", "every 5 minutes"),
+    "triggerlongformvideojob": ("callable", None),
+    "replaylongformvideojob": ("callable", None),
+    "longformstep": ("task", None),
+    "handle_video_generation": ("firestore", "video_generation_jobs/{job_id}"),
+    "handle_multi_video_generation": ("firestore", "multi_video_jobs/{job_id}"),
+    "multivideostep": ("task", None),
+    "handle_composition": ("firestore", "composition_jobs/{job_id}"),
+    "createvideogeneration": ("callable", None),
+    "listdrafts": ("callable", None),
+    "getcreation": ("callable", None),
+    "deletecreation": ("callable", None),
+    "publishcreation": ("callable", None),
+    "generateapi": ("https", None),
+    "creationworker": ("task", None),
+    "cleanup_deleted_creation": ("firestore_deleted", "creations/{creation_id}"),
 }
 
 
@@ -57,6 +72,9 @@ def test_every_function_is_discovered_with_its_trigger(manifest: dict):
             assert ep["eventTrigger"]["eventType"] == FIRESTORE_CREATED
             assert ep["eventTrigger"]["eventFilterPathPatterns"]["document"] == detail
             assert ep["eventTrigger"]["retry"] is False
+        elif kind == "firestore_deleted":
+            assert ep["eventTrigger"]["eventType"] == "google.cloud.firestore.document.v1.deleted"
+            assert ep["eventTrigger"]["eventFilterPathPatterns"]["document"] == detail
         elif kind == "storage":
             assert ep["eventTrigger"]["eventType"] == STORAGE_FINALIZED
         elif kind == "schedule":
