@@ -1,0 +1,401 @@
+"""Fault injection: what must hold when things go wrong.
+
+Every case states its invariant; the common one is: every job ends in a terminal state
+(or is still progressing), nothing is charged twice or lost, no output is duplicated.
+
+This module runs its own stack (own project id, short job lease) so it can kill the
+function host, stop the Storage server and swap the ffmpeg binary without disturbing the
+session stack the other tests share.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud import firestore, storage
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from local_stack.stack import LocalStack, StackSettings
+from tests.fakes.provider_api import FakeProviderAPI
+from tests.media_factory import make_clip, make_image
+from tests.watch import DocWatcher, wait_until
+
+pytestmark = pytest.mark.stack
+LEASE_S = 4
+TERMINAL = ("completed", "failed")
+
+
+@pytest.fixture(scope="module")
+def chaos(
+    tmp_path_factory: pytest.TempPathFactory, provider_api: FakeProviderAPI
+) -> Iterator[LocalStack]:
+    settings = StackSettings(
+        project_id="demo-chaos",
+        state_dir=tmp_path_factory.mktemp("chaos-stack"),
+        run_schedules=False,
+        task_backoff_scale=0.02,
+        host_env={
+            **provider_api.env(),
+            "JOB_LEASE_SECONDS": str(LEASE_S),
+            "MEDIA_PROVIDER": "local",
+            "ALLOW_PROVIDER_OVERRIDE": "true",
+            "REPLICATE_API_TOKEN": "r8_local_fake_token",
+        },
+    )
+    with LocalStack(settings) as stack, stack.env():
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def cdb(chaos: LocalStack) -> firestore.Client:
+    return firestore.Client(project=chaos.settings.project_id)
+
+
+@pytest.fixture(scope="module")
+def cbucket(chaos: LocalStack) -> storage.Bucket:
+    return storage.Client(project=chaos.settings.project_id).bucket(chaos.settings.bucket)
+
+
+@pytest.fixture(scope="module")
+def seed(
+    chaos: LocalStack, cbucket: storage.Bucket, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("chaos-media")
+    urls = {}
+    for name, local, ctype in [
+        ("seed.png", make_image(folder / "seed.png", 320, 180), "image/png"),
+        ("a.mp4", make_clip(folder / "a.mp4", duration=1.0, width=320, height=180), "video/mp4"),
+        ("b.mp4", make_clip(folder / "b.mp4", duration=1.0, width=320, height=180), "video/mp4"),
+    ]:
+        path = f"uploads/chaos/{name}"
+        cbucket.blob(path).upload_from_filename(str(local), content_type=ctype)
+        urls[name] = chaos.storage_url(path)
+    return urls
+
+
+def job_doc(
+    kind: str, seed: dict[str, str], *, text: str = "a calm sea", **extra: Any
+) -> tuple[str, dict[str, Any]]:
+    job_id = uuid.uuid4().hex
+    base: dict[str, Any] = {"job_id": job_id, "user_id": "chaos-user", "status": "pending"}
+    if kind == "image_generation_jobs":
+        base |= {"scene_id": "s1", "storyboard_id": f"sb-{job_id[:6]}", "text": text}
+    elif kind == "video_generation_jobs":
+        base |= {
+            "scene_id": "s1",
+            "storyboard_id": f"sb-{job_id[:6]}",
+            "text": text,
+            "image_url": seed["seed.png"],
+            "duration": 1.0,
+        }
+    elif kind == "multi_video_jobs":
+        base |= {
+            "scenes": [
+                {
+                    "scene_number": n,
+                    "seed_image_url": seed["seed.png"],
+                    "duration": 1.0,
+                    "description": f"{text} {n}",
+                }
+                for n in (1, 2, 3)
+            ],
+            "audio_url": None,
+            "clips": [],
+            "progress_percent": 0,
+        }
+    elif kind == "composition_jobs":
+        base |= {
+            "clips": [
+                {"scene_number": 1, "video_url": seed["a.mp4"], "duration": 1.0},
+                {"scene_number": 2, "video_url": seed["b.mp4"], "duration": 1.0},
+            ],
+            "audio_url": None,
+            "include_crossfade": False,
+            "optimize_size": False,
+        }
+    base |= extra
+    return job_id, base
+
+
+KINDS = ["image_generation_jobs", "video_generation_jobs", "multi_video_jobs", "composition_jobs"]
+
+
+def objects_for(bucket: storage.Bucket, job_id: str) -> list[str]:
+    return [b.name for b in bucket.list_blobs(prefix="users/chaos-user/") if job_id in b.name]
+
+
+def run_sweep_until_terminal(
+    stack: LocalStack, refs: list[firestore.DocumentReference], timeout_s: float = 60
+) -> list[dict[str, Any]]:
+    """Run the sweep repeatedly (as its schedule would) until every job is terminal."""
+    end = time.monotonic() + timeout_s
+    while True:
+        docs = [r.get().to_dict() or {} for r in refs]
+        if all(d.get("status") in TERMINAL for d in docs) or time.monotonic() > end:
+            return docs
+        stack.run_scheduled("sweep_stuck_jobs")
+        time.sleep(1.0)
+
+
+# --- duplicate and out-of-order delivery --------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_trigger_delivered_twice_then_replayed_late_does_the_work_once(
+    chaos, cdb, cbucket, seed, kind
+):
+    """Invariant: one result, one claim, one output object, whatever the deliveries."""
+    job_id, doc = job_doc(kind, seed)
+    ref = cdb.collection(kind).document(job_id)
+    chaos.settings.duplicate_events = True
+    try:
+        with DocWatcher(ref) as watch:
+            ref.set(doc)
+            final = watch.wait_terminal(90)
+    finally:
+        chaos.settings.duplicate_events = False
+    assert final["status"] == "completed", final.get("error")
+    assert final["attempts"] == 1
+    created = wait_until(
+        lambda: (
+            (ds := [d for d in chaos.deliveries if d.subject == f"{kind}/{job_id}"])
+            and len(ds) >= 2
+            and ds
+        ),
+        what="both deliveries answered",
+    )
+    assert len(created) == 2 and all(d.status == 204 for d in created)
+    outputs_before = sorted(objects_for(cbucket, job_id))
+    # out of order: the create event arrives again long after the job finished
+    chaos.redeliver(created[0].event_id)
+    wait_until(lambda: len([d for d in chaos.deliveries if d.subject == f"{kind}/{job_id}"]) == 3)
+    after = ref.get().to_dict() or {}
+    assert after["status"] == "completed" and after["attempts"] == 1
+    assert after["completedAt"] == final["completedAt"]
+    assert sorted(objects_for(cbucket, job_id)) == outputs_before
+    if kind == "multi_video_jobs":
+        assert sorted(c["scene_number"] for c in after["clips"]) == [1, 2, 3]
+
+
+# --- the function host killed mid-job -------------------------------------------------------
+
+
+def test_host_killed_mid_job_for_every_kind_then_restarted_then_swept(chaos, cdb, cbucket, seed):
+    """Invariant: after restart + sweep, every job is terminal; nothing is half-written twice."""
+    slow = "a slow scene [fail:slow=6]"
+    refs = []
+    for kind in KINDS:
+        job_id, doc = job_doc(kind, seed, text=slow)
+        if kind == "composition_jobs":
+            doc["include_crossfade"] = True  # re-encode: long enough to be killed mid-way
+        ref = cdb.collection(kind).document(job_id)
+        ref.set(doc)
+        refs.append(ref)
+    wait_until(
+        lambda: all((r.get().to_dict() or {}).get("status") == "processing" for r in refs),
+        timeout_s=30,
+        what="all jobs processing",
+    )
+    chaos.kill_host()
+    time.sleep(0.5)
+    chaos.start_host()
+    docs = run_sweep_until_terminal(chaos, refs, timeout_s=90)
+    for ref, doc in zip(refs, docs, strict=True):
+        assert doc.get("status") in TERMINAL, (ref.path, doc.get("status"))
+        if doc["status"] == "failed":
+            assert doc["error"]["code"] in ("lease-expired", "media-error"), (
+                ref.path,
+                doc["error"],
+            )
+        else:  # finished by a retried task step after the restart
+            assert ref.parent.id == "multi_video_jobs"
+            assert sorted(c["scene_number"] for c in doc["clips"]) == [1, 2, 3]
+        names = objects_for(cbucket, ref.id)
+        assert len(names) == len(set(names))
+
+
+# --- providers misbehaving -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "marker, once, expect_status, expect_code",
+    [
+        ("429", True, "completed", None),  # rate limited once, retried by the adapter
+        ("429", False, "failed", "provider-unavailable"),  # rate limited every time
+        ("500", False, "failed", "provider-unavailable"),
+        ("malformed", False, "failed", "provider-bad-response"),
+        ("expired", False, "failed", "output-expired"),
+        ("nsfw", False, "failed", "content-policy"),
+    ],
+)
+def test_provider_faults_end_in_a_clear_terminal_state(
+    chaos, cdb, seed, provider_api, marker, once, expect_status, expect_code
+):
+    text = "a harbour" if once else f"a harbour [api:{marker}]"
+    if once:
+        provider_api.fail_next(marker, times=1)
+    job_id, doc = job_doc("video_generation_jobs", seed, text=text, provider="replicate")
+    ref = cdb.collection("video_generation_jobs").document(job_id)
+    with DocWatcher(ref) as watch:
+        ref.set(doc)
+        final = watch.wait_terminal(90)
+    assert final["status"] == expect_status, final.get("error")
+    if expect_code:
+        assert final["error"]["code"] == expect_code
+        assert final["error"]["message"]
+
+
+# --- ffmpeg crashing or hanging ------------------------------------------------------------
+
+
+def _wrapper(folder: Path, name: str, body: str) -> Path:
+    path = folder / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
+@pytest.mark.parametrize("mode, code", [("hang", "media-timeout"), ("crash", "media-error")])
+def test_ffmpeg_crash_or_hang_fails_the_job_within_its_bound(
+    chaos, cdb, seed, tmp_path, mode, code
+):
+    body = "exec sleep 600" if mode == "hang" else "kill -SEGV $$"
+    binary = _wrapper(tmp_path, f"ffmpeg-{mode}", body)
+    chaos.settings.host_env.update({"FFMPEG_BINARY": str(binary), "FFMPEG_MAX_SECONDS": "3"})
+    chaos.restart_host()
+    try:
+        job_id, doc = job_doc("composition_jobs", seed, include_crossfade=True)
+        ref = cdb.collection("composition_jobs").document(job_id)
+        started = time.monotonic()
+        with DocWatcher(ref) as watch:
+            ref.set(doc)
+            final = watch.wait_terminal(60)
+        elapsed = time.monotonic() - started
+    finally:
+        for key in ("FFMPEG_BINARY", "FFMPEG_MAX_SECONDS"):
+            chaos.settings.host_env.pop(key, None)
+        chaos.restart_host()
+    assert final["status"] == "failed" and final["error"]["code"] == code, final.get("error")
+    assert elapsed < 30, "a hung ffmpeg must be killed at its bound"
+
+
+# --- Storage unavailable for a while -------------------------------------------------------
+
+
+def test_storage_outage_mid_job_never_leaves_a_job_hanging(chaos, cdb, cbucket, seed):
+    refs = []
+    for _ in range(3):
+        job_id, doc = job_doc("image_generation_jobs", seed, text="a quiet street [fail:slow=2]")
+        ref = cdb.collection("image_generation_jobs").document(job_id)
+        ref.set(doc)
+        refs.append(ref)
+    wait_until(
+        lambda: all((r.get().to_dict() or {}).get("status") == "processing" for r in refs),
+        timeout_s=30,
+    )
+    chaos.restart_storage(down_for_s=4)
+    docs = run_sweep_until_terminal(chaos, refs, timeout_s=90)
+    for doc in docs:
+        assert doc.get("status") in TERMINAL
+        if doc["status"] == "completed":
+            assert cbucket.blob(doc["image_path"]).exists()
+        else:
+            assert doc["error"]["code"] and doc["error"]["message"]
+    # and the stack works again afterwards
+    job_id, doc = job_doc("image_generation_jobs", seed)
+    ref = cdb.collection("image_generation_jobs").document(job_id)
+    with DocWatcher(ref) as watch:
+        ref.set(doc)
+        assert watch.wait_terminal(60)["status"] == "completed"
+
+
+# --- a corpus of malformed documents ---------------------------------------------------------
+
+hostile_urls = st.sampled_from(
+    [
+        "file:///etc/passwd",
+        "http://169.254.169.254/computeMetadata/v1/",
+        "http://metadata.google.internal/",
+        "http://localhost:22/",
+        "http://10.0.0.1/x.png",
+        "https://user:pw@replicate.delivery/x.png",
+        "gs://someone-elses-bucket/x.png",
+        "javascript:alert(1)",
+        "",
+    ]
+)
+junk = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=50),
+    st.text(alphabet="../\\\x00é漢🙂", min_size=1, max_size=30),
+    st.lists(st.integers(), max_size=3),
+    st.just("x" * 20000),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    kind=st.sampled_from(KINDS),
+    field=st.sampled_from(
+        ["user_id", "text", "duration", "scene_id", "scenes", "clips", "image_url", "storyboard_id"]
+    ),
+    value=st.one_of(junk, hostile_urls),
+    drop=st.booleans(),
+)
+def test_malformed_documents_always_fail_cleanly(chaos, cdb, seed, kind, field, value, drop):
+    """Invariant: a terminal status with a code and message; the function never crashes."""
+    job_id, doc = job_doc(kind, seed)
+    if drop and field in doc:
+        del doc[field]
+    else:
+        doc[field] = value
+    ref = cdb.collection(kind).document(job_id)
+    with DocWatcher(ref) as watch:
+        ref.set(doc)
+        final = watch.wait_terminal(60)
+    deliveries = wait_until(
+        lambda: [d for d in chaos.deliveries if d.subject == f"{kind}/{job_id}"]
+    )
+    assert all(d.status == 204 for d in deliveries), "the handler crashed"
+    if final["status"] == "failed":
+        assert final["error"]["code"] in (
+            "invalid-argument",
+            "unsafe-url",
+            "too-large",
+            "source-unavailable",
+            "unreadable-media",
+            "product-not-found",
+            "media-error",
+        ), final["error"]
+        assert final["error"]["message"]
+    else:  # the mutation happened to be harmless (e.g. a valid unicode text)
+        assert final["status"] == "completed"
+
+
+def test_path_traversal_in_ids_never_escapes_the_user_prefix(chaos, cdb, cbucket, seed):
+    job_id, doc = job_doc(
+        "image_generation_jobs", seed, storyboard_id="../../users/victim", scene_id=".."
+    )
+    ref = cdb.collection("image_generation_jobs").document(job_id)
+    with DocWatcher(ref) as watch:
+        ref.set(doc)
+        final = watch.wait_terminal(30)
+    assert final["status"] == "failed" and final["error"]["code"] == "invalid-argument"
+    assert not list(cbucket.list_blobs(prefix="users/victim"))
+
+
+def test_chaos_stack_logged_every_delivery(chaos):
+    assert chaos.deliveries, "deliveries are logged"
+    log = (chaos.settings.state_dir / "deliveries.log").read_text()
+    assert "fn=handle_image_generation" in log and "latency_ms=" in log
+    assert os.path.getsize(chaos.settings.state_dir / "deliveries.log") > 0
