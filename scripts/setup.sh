@@ -24,6 +24,13 @@ if [[ ! -f node_modules/.setup-stamp ]] || [[ "$(cat node_modules/.setup-stamp)"
   echo "$lock_hash" > node_modules/.setup-stamp
 fi
 
+rules_hash=$(sha256sum tests/rules/package-lock.json | cut -d' ' -f1)
+if [[ ! -f tests/rules/node_modules/.setup-stamp ]] || [[ "$(cat tests/rules/node_modules/.setup-stamp)" != "$rules_hash" ]]; then
+  echo "==> npm ci (security-rules tests)"
+  npm ci --prefix tests/rules --no-audit --no-fund --loglevel=error
+  echo "$rules_hash" > tests/rules/node_modules/.setup-stamp
+fi
+
 req_hash=$(cat functions/requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
 if [[ ! -x functions/venv/bin/python ]] || [[ "$(cat functions/venv/.setup-stamp 2>/dev/null)" != "$req_hash" ]]; then
   echo "==> python venv (functions/venv)"

@@ -399,3 +399,96 @@ def test_chaos_stack_logged_every_delivery(chaos):
     log = (chaos.settings.state_dir / "deliveries.log").read_text()
     assert "fn=handle_image_generation" in log and "latency_ms=" in log
     assert os.path.getsize(chaos.settings.state_dir / "deliveries.log") > 0
+
+
+# --- money: creations under duplicate dispatch, a killed host and the sweep -----------------
+
+
+def _grant(db: firestore.Client, uid: str, amount: int) -> None:
+    """What core.ledger.grant writes (the test process talks to this stack's server)."""
+    batch = db.batch()
+    batch.set(db.document(f"users/{uid}"), {"balance": amount})
+    batch.create(
+        db.document(f"users/{uid}/ledger/grant-chaos"),
+        {
+            "type": "grant",
+            "amount": amount,
+            "balanceAfter": amount,
+            "creationId": None,
+            "reason": "chaos",
+        },
+    )
+    batch.commit()
+
+
+def _audit(db: firestore.Client, uid: str) -> tuple[int, list[dict[str, Any]]]:
+    balance = int((db.document(f"users/{uid}").get().to_dict() or {}).get("balance", 0))
+    return balance, [e.to_dict() or {} for e in db.collection(f"users/{uid}/ledger").stream()]
+
+
+def test_creations_are_never_charged_twice_or_lost(chaos, cdb):
+    """Invariant: ledger sum == balance; a failed creation is refunded exactly once; a draft
+    is charged exactly once; no creation is left pending/processing."""
+    import requests
+
+    from local_stack.auth import local_id_token
+
+    uid = f"chaos-money-{uuid.uuid4().hex[:6]}"
+    _grant(cdb, uid, 400)
+    token = local_id_token(uid, chaos.settings.project_id)
+
+    def create(prompt: str, key: str) -> str:
+        r = requests.post(
+            chaos.function_url("createvideogeneration"),
+            json={"data": {"prompt": prompt, "duration": 4, "idempotencyKey": key}},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        return str(r.json()["result"]["creationId"])
+
+    ok = create("a lighthouse", "k-ok")
+    assert create("a lighthouse", "k-ok") == ok, "a retried create is the same creation"
+    refused = create("a riot [fail:content-policy]", "k-refused")
+    slow = create("a long take [fail:slow=8]", "k-slow")
+    refs = [cdb.document(f"creations/{c}") for c in (ok, refused, slow)]
+    wait_until(lambda: (refs[2].get().to_dict() or {}).get("status") == "processing", timeout_s=30)
+    # Cloud Tasks may dispatch a task twice: send duplicates of the live attempts directly
+    for cid in (ok, slow):
+        requests.post(
+            chaos.function_url("creationworker"),
+            json={"data": {"creationId": cid}},
+            headers={
+                "X-CloudTasks-TaskRetryCount": "0",
+                "X-CloudTasks-QueueName": "creationworker",
+            },
+            timeout=30,
+        )
+    chaos.kill_host()
+    time.sleep(0.5)
+    chaos.start_host()
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        docs = [r.get().to_dict() or {} for r in refs]
+        if all(d.get("status") in ("draft", "failed") for d in docs):
+            break
+        chaos.run_scheduled("sweep_stuck_jobs")
+        time.sleep(1.0)
+    docs = {r.id: r.get().to_dict() or {} for r in refs}
+    assert all(d.get("status") in ("draft", "failed") for d in docs.values()), {
+        k: d.get("status") for k, d in docs.items()
+    }
+    assert docs[ok]["status"] == "draft" and docs[refused]["status"] == "failed"
+    balance, entries = _audit(cdb, uid)
+    assert balance == sum(int(e["amount"]) for e in entries), "ledger sum must equal the balance"
+    for cid, doc in docs.items():
+        debits = [e for e in entries if e.get("creationId") == cid and e["type"] == "debit"]
+        refunds = [e for e in entries if e.get("creationId") == cid and e["type"] == "refund"]
+        assert len(debits) == 1, f"{cid} charged {len(debits)} times"
+        assert len(refunds) == (1 if doc["status"] == "failed" else 0), (
+            f"{cid}: {len(refunds)} refunds"
+        )
+        if doc["status"] == "failed":
+            assert doc.get("refunded") is True
+    charged = sum(40 for d in docs.values() if d["status"] == "draft")
+    assert balance == 400 - charged

@@ -1,0 +1,296 @@
+"""Every benchmark, one command, one table:
+
+    functions/venv/bin/python -m bench            # all
+    functions/venv/bin/python -m bench --quick    # skip the 5-minute source of the plot
+
+Each figure is printed with its baseline measured in the same run (plain ffmpeg, a bare
+write, a bare HTTP round trip, "transcode everything then publish") and the ratio
+ours / baseline, plus absolute times and peak memory. Writes bench/results/latest.json,
+bench/results/latest.md and bench/results/time_to_playable.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import statistics
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from local_stack.stack import LocalStack, StackSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "results"
+
+Row = tuple[str, str, float | None, float | None, str]  # name, unit, ours, baseline, note
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:.0f}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "-" if a is None or b in (None, 0) else f"{a / b:.2f}"
+
+
+def callable_latency(stack: LocalStack, calls: int = 30) -> dict[str, float]:
+    """createvideogeneration round trips vs a bare HTTP round trip to the function host."""
+    from bench import bench_creations
+
+    client = bench_creations._Client(stack)
+    lat = bench_creations._latency(client, calls)
+    session = requests.Session()
+    health = f"http://127.0.0.1:{stack.host_port}/__/health"
+    for _ in range(5):
+        session.get(health, timeout=10)
+    ms = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        session.get(health, timeout=10)
+        ms.append((time.perf_counter() - t0) * 1000)
+    return {
+        "p50_ms": lat["p50_ms"],
+        "p95_ms": lat["p95_ms"],
+        "bare_http_p50_ms": statistics.median(ms),
+    }
+
+
+def collect(quick: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {platform.processor() or ''} cores={__import__('os').cpu_count()}",
+    }
+    stack = LocalStack(
+        StackSettings(state_dir=ROOT / ".local" / "bench", fresh=True, run_schedules=False)
+    ).start()
+    try:
+        with stack.env():
+            from bench import bench_platform
+
+            results["platform"] = bench_platform.run(stack)
+            results["callable"] = callable_latency(stack)
+    finally:
+        stack.stop()
+    for name in ("bench_compose", "bench_creations", "memory", "bench_streaming"):
+        try:
+            module = importlib.import_module(f"bench.{name}")
+        except ModuleNotFoundError:
+            continue
+        print(f"... {name}", flush=True)
+        try:
+            results[name] = module.run()
+            if name == "bench_streaming" and hasattr(module, "run_lengths"):
+                lengths = [10, 60] if quick else [10, 60, 300]
+                results["time_to_playable_by_length"] = module.run_lengths(lengths)
+        except Exception:
+            traceback.print_exc()
+            results[name] = {"error": traceback.format_exc()[-1500:]}
+    return results
+
+
+def rows(r: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    p = r.get("platform", {})
+    tl, ci = p.get("trigger_latency", {}), p.get("cold_import", {})
+    if tl:
+        out.append(
+            (
+                "trigger: write -> handler started",
+                "ms",
+                tl.get("write_to_handler_started_ms_p50"),
+                tl.get("plain_write_to_listener_ms_p50"),
+                "baseline: plain write seen by a listener",
+            )
+        )
+        out.append(
+            (
+                "trigger: write -> status visible to listener",
+                "ms",
+                tl.get("write_to_status_visible_ms_p50"),
+                tl.get("plain_write_to_listener_ms_p50"),
+                "p50",
+            )
+        )
+    c = r.get("callable", {})
+    if c:
+        out.append(
+            (
+                "callable createvideogeneration p50",
+                "ms",
+                c["p50_ms"],
+                c["bare_http_p50_ms"],
+                f"p95 {c['p95_ms']:.0f} ms; baseline: bare HTTP round trip",
+            )
+        )
+    if ci:
+        out.append(
+            (
+                "cold import of functions/main.py",
+                "s",
+                ci["import_main_s"],
+                ci["bare_interpreter_s"],
+                "baseline: bare interpreter",
+            )
+        )
+    comp = r.get("bench_compose", {})
+    for job in ("stream_copy", "crossfade"):
+        f = comp.get(job)
+        if isinstance(f, dict):
+            out.append(
+                (
+                    f"compose 5x5 s 720p: {job}",
+                    "s",
+                    f["ours_s"],
+                    f["plain_s"],
+                    f"{f['ours_x_realtime']}x realtime (plain {f['plain_x_realtime']}x)",
+                )
+            )
+    cr = r.get("bench_creations", {})
+    if isinstance(cr, dict) and "throughput_many_users" in cr:
+        tp = cr["throughput_many_users"]
+        out.append(
+            (
+                "creations: creates per second (16 threads)",
+                "1/s",
+                tp["creates_per_s"],
+                None,
+                f"{tp['failures']} failures",
+            )
+        )
+        fw = cr.get("fifty_way", {})
+        out.append(
+            (
+                "creations: 50-way race for 20",
+                "accepted",
+                fw.get("accepted"),
+                20,
+                f"balance {fw.get('balance_after')} = ledger {fw.get('ledger_sum_after')}; refunds {fw.get('refunds')}; ok={fw.get('ok')}",
+            )
+        )
+    st = r.get("bench_streaming", {})
+    if isinstance(st, dict) and "error" not in st:
+        for key, label in (
+            ("first_playable_s", "stream 60 s 1080p: finalize -> first playable"),
+            ("ready_s", "stream 60 s 1080p: finalize -> ready"),
+            ("complete_720p_s", "stream 60 s 1080p: finalize -> 720p complete"),
+        ):
+            if key in st:
+                out.append(
+                    (
+                        label,
+                        "s",
+                        st[key],
+                        st.get("baseline_publish_s"),
+                        "baseline: transcode everything, then publish",
+                    )
+                )
+        if "encode_720p_x_realtime" in st:
+            out.append(
+                (
+                    "720p encode speed",
+                    "x realtime",
+                    st["encode_720p_x_realtime"],
+                    st.get("plain_ffmpeg_x_realtime"),
+                    "baseline: plain ffmpeg, same encode",
+                )
+            )
+        if "peak_memory_mib" in st:
+            out.append(
+                (
+                    "streaming peak memory (host + ffmpeg)",
+                    "MiB",
+                    st["peak_memory_mib"],
+                    st.get("baseline_peak_memory_mib"),
+                    "",
+                )
+            )
+    for name, m in (r.get("memory") or {}).items():
+        if isinstance(m, dict) and "ffmpeg_mib" in m:
+            out.append(
+                (
+                    f"peak memory: {name}",
+                    "MiB",
+                    m["python_mib"] + m["ffmpeg_mib"],
+                    None,
+                    f"python {m['python_mib']:.0f} + ffmpeg {m['ffmpeg_mib']:.0f}",
+                )
+            )
+    return out
+
+
+def table(rs: list[Row]) -> str:
+    lines = [
+        "| figure | unit | ours | baseline | ours/baseline | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, unit, ours, base, note in rs:
+        lines.append(
+            f"| {name} | {unit} | {_fmt(ours)} | {_fmt(base)} | {_ratio(ours, base)} | {note} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(r: dict[str, Any], path: Path) -> bool:
+    data = r.get("time_to_playable_by_length")
+    if not data:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lengths = [d["source_s"] for d in data]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(
+        lengths, [d["first_playable_s"] for d in data], "o-", label="progressive: first playable"
+    )
+    if all("ready_s" in d for d in data):
+        ax.plot(lengths, [d["ready_s"] for d in data], "s-", label="progressive: ready")
+    ax.plot(
+        lengths,
+        [d["baseline_publish_s"] for d in data],
+        "x--",
+        label="baseline: transcode all, then publish",
+    )
+    ax.set_xlabel("source length (s), 1080p30 H.264/AAC")
+    ax.set_ylabel("seconds after the upload event")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax.set_title("Time to playable on 2 cores")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="skip the 5-minute source in the plot")
+    args = parser.parse_args()
+    started = time.monotonic()
+    r = collect(args.quick)
+    OUT.mkdir(parents=True, exist_ok=True)
+    rs = rows(r)
+    md = table(rs)
+    (OUT / "latest.json").write_text(json.dumps(r, indent=2, default=str))
+    (OUT / "latest.md").write_text(f"Run {r['when']} on {r['machine']}\n\n{md}\n")
+    plotted = plot(r, OUT / "time_to_playable.png")
+    print()
+    print(md)
+    print(
+        f"\nwrote {OUT / 'latest.json'}, {OUT / 'latest.md'}"
+        + (f", {OUT / 'time_to_playable.png'}" if plotted else "")
+    )
+    print(f"benchmark wall time {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
