@@ -74,3 +74,10 @@ class TransientProviderError(ProviderError):
 
     code = "provider-unavailable"
     retryable = True
+
+
+def named(err: JobError, field: str) -> JobError:
+    """The same error, its message prefixed with the document field it is about."""
+    if not err.message.startswith(f"{field}:"):
+        err.message = f"{field}: {err.message}"
+    return err

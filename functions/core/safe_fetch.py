@@ -506,9 +506,32 @@ def fetch_url(
     return fetch_to_file(
         url,
         dest,
-        allowed_hosts=[*config.ALLOWED_FETCH_HOSTS.value, *local_provider_hosts()],
+        allowed_hosts=configured_hosts(),
         own_bucket=bucket_name(),
         max_bytes=min(limit, max_bytes) if max_bytes else limit,
         timeout_s=timeout_s,
         source=source,
     )
+
+
+def configured_hosts() -> list[str]:
+    """The allow-list handlers use: ALLOWED_FETCH_HOSTS plus the local-only provider hosts."""
+    from core import config
+
+    return [*config.ALLOWED_FETCH_HOSTS.value, *local_provider_hosts()]
+
+
+def check_document_urls(urls: Sequence[tuple[str, str]]) -> None:
+    """Check every (field, url) of a job document before any work starts.
+
+    Raises the first UnsafeUrl with the document field named in its message.
+    """
+    from core.clients import bucket_name
+    from core.errors import JobError, named
+
+    allowed, own = configured_hosts(), bucket_name()
+    for field, url in urls:
+        try:
+            check_url(url, allowed, own)
+        except JobError as err:
+            raise named(err, field) from None

@@ -33,11 +33,10 @@ from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core import config, storage
-from core.clients import bucket_name
-from core.errors import InvalidInput, JobError, MediaError
+from core.errors import InvalidInput, JobError, MediaError, named
 from core.lifecycle import Job, run_job, work_dir
-from core.safe_fetch import check_url, fetch_url, local_provider_hosts
-from handlers.video_jobs import ID_PATTERN, MAX_URL_LENGTH, named
+from core.safe_fetch import check_document_urls, fetch_url
+from handlers.video_jobs import ID_PATTERN, MAX_URL_LENGTH
 from media.compose import DEFAULT_CROSSFADE_S, AudioMode
 from media.compose_run import compose
 from media.probe import MediaInfo, probe
@@ -153,15 +152,10 @@ def _audio_mode(requested: str | None) -> AudioMode:
 
 
 def _check_urls(spec: CompositionJob) -> None:
-    allowed = [*config.ALLOWED_FETCH_HOSTS.value, *local_provider_hosts()]
     urls = [(f"clips[{i}].video_url", c.video_url) for i, c in enumerate(spec.clips)]
     if spec.audio_url:
         urls.append(("audio_url", spec.audio_url))
-    for field, url in urls:
-        try:
-            check_url(url, allowed, bucket_name())
-        except JobError as err:
-            raise named(err, field) from None
+    check_document_urls(urls)
 
 
 def _fetch(url: str, dest: Path, field: str, max_bytes: int) -> Path:

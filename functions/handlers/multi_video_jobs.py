@@ -49,10 +49,10 @@ from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core import config, runtime, storage
-from core.clients import bucket, bucket_name, db
-from core.errors import InvalidInput, JobError
+from core.clients import bucket, db
+from core.errors import InvalidInput, JobError, named
 from core.lifecycle import Job, LostClaim, resume, run_job, validate, work_dir
-from core.safe_fetch import check_url, local_provider_hosts
+from core.safe_fetch import check_document_urls
 from handlers.video_jobs import (
     ID_PATTERN,
     MAX_URL_LENGTH,
@@ -62,7 +62,6 @@ from handlers.video_jobs import (
     choose_provider,
     fetch_seed_image,
     generate_clip,
-    named,
 )
 from providers.base import AspectRatio
 
@@ -127,15 +126,10 @@ def start(job: Job, spec: MultiVideoJob) -> None:
     for i, scene in enumerate(spec.scenes):
         check_duration(scene.duration, f"scenes[{i}].duration")
     choose_provider(spec.provider)  # fails now (override not allowed, key missing), not per scene
-    allowed = [*config.ALLOWED_FETCH_HOSTS.value, *local_provider_hosts()]
     urls = [(f"scenes[{i}].seed_image_url", s.seed_image_url) for i, s in enumerate(spec.scenes)]
     if spec.audio_url:
         urls.append(("audio_url", spec.audio_url))
-    for field, url in urls:
-        try:
-            check_url(url, allowed, bucket_name())
-        except JobError as err:
-            raise named(err, field) from None
+    check_document_urls(urls)
 
     first_claim = job.attempts == 1
 

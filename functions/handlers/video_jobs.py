@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core import config, storage
 from core.clients import db
-from core.errors import InvalidInput, JobError, MediaError, ProviderError
+from core.errors import InvalidInput, JobError, MediaError, ProviderError, named
 from core.lifecycle import Job, run_job, work_dir
 from core.safe_fetch import fetch_url
 from media.probe import MediaInfo, probe
@@ -225,8 +225,3 @@ def generate_clip(
     return Clip(path=generated.path, info=info, provider=generated.provider, model=generated.model)
 
 
-def named(err: JobError, field: str) -> JobError:
-    """The same error, its message prefixed with the document field it is about."""
-    if not err.message.startswith(f"{field}:"):
-        err.message = f"{field}: {err.message}"
-    return err
