@@ -119,28 +119,17 @@ class Job:
         not have side effects. `progress` is clamped to 0-99 and never lowered; the lease is
         renewed. Returns the document as written; raises LostClaim if the job is not ours.
         """
-        transaction = db().transaction()
 
-        @firestore.transactional
-        def run(tx: firestore.Transaction) -> dict[str, Any] | None:
-            snap = self.ref.get(transaction=tx)
-            data = snap.to_dict() or {}
-            if (
-                not snap.exists
-                or data.get("claimId") != self.claim_id
-                or data.get("status") != "processing"
-            ):
-                return None
+        def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any]:
             fields = dict(change(data) or {})
             if "progress" in fields:
                 fields["progress"] = max(
                     int(data.get("progress") or 0), min(99, int(fields["progress"]))
                 )
             fields.update({"updatedAt": now(), "leaseExpiresAt": now() + lease_duration()})
-            tx.update(self.ref, fields)
-            return {**data, **fields}
+            return fields
 
-        written: dict[str, Any] | None = run(transaction)
+        written = write_while_owner(self.ref, self.claim_id, write)
         if written is None:
             raise LostClaim(self.id)
         self._progress = max(self._progress, int(written.get("progress") or 0))
@@ -262,21 +251,44 @@ def resume(ref: firestore.DocumentReference, claim_id: str) -> Job | None:
     )
 
 
-def _write_if_owner(
-    ref: firestore.DocumentReference, claim_id: str, update: dict[str, Any]
-) -> bool:
-    transaction = db().transaction()
+OwnedWrite = Callable[[firestore.Transaction, dict[str, Any]], dict[str, Any] | None]
+
+
+def write_while_owner(
+    ref: firestore.DocumentReference,
+    claim_id: str,
+    write: OwnedWrite,
+    *,
+    max_attempts: int = 10,
+) -> dict[str, Any] | None:
+    """Run `write(tx, current)` in one transaction, only while `claim_id` owns the job.
+
+    The single place that checks ownership (job exists, `claimId` matches, `status` is
+    `processing`). `write` returns the fields to update (it may also write other documents
+    with `tx`, e.g. a ledger entry); it may run more than once (transaction retries), so it
+    must have no other side effects. Returns the document as written, or None when the
+    claim was lost (nothing written).
+    """
 
     @firestore.transactional
-    def run(tx: firestore.Transaction) -> bool:
+    def run(tx: firestore.Transaction) -> dict[str, Any] | None:
         snap = ref.get(transaction=tx)
         data = snap.to_dict() or {}
         if not snap.exists or data.get("claimId") != claim_id or data.get("status") != "processing":
-            return False
-        tx.update(ref, update)
-        return True
+            return None
+        fields = dict(write(tx, data) or {})
+        if fields:
+            tx.update(ref, fields)
+        return {**data, **fields}
 
-    return bool(run(transaction))
+    written: dict[str, Any] | None = run(db().transaction(max_attempts=max_attempts))
+    return written
+
+
+def _write_if_owner(
+    ref: firestore.DocumentReference, claim_id: str, update: dict[str, Any]
+) -> bool:
+    return write_while_owner(ref, claim_id, lambda tx, current: update) is not None
 
 
 def validate(model: type[T], data: dict[str, Any]) -> T:

@@ -33,9 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from requests import exceptions as requests_exceptions
 
 from core import config, ledger, storage
-from core.clients import db
 from core.errors import JobError, MediaError
-from core.lifecycle import Job, LostClaim, claim, now, validate, work_dir
+from core.lifecycle import Job, LostClaim, claim, now, validate, work_dir, write_while_owner
 from handlers.creations import COLLECTION, ID_RE, creation_ref, estimated_seconds
 from media.frames import make_thumbnail
 from media.probe import probe
@@ -232,53 +231,35 @@ def as_job_error(exc: BaseException) -> JobError:
 def release_for_retry(ref: firestore.DocumentReference, claim_id: str, err: JobError) -> bool:
     """Give the creation back (`pending`) so the next attempt can claim it."""
 
-    @firestore.transactional
-    def run(tx: firestore.Transaction) -> bool:
-        snap = ref.get(transaction=tx)
-        data = snap.to_dict() or {}
-        if not snap.exists or data.get("claimId") != claim_id or data.get("status") != "processing":
-            return False
+    def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any]:
         t = now()
-        tx.update(
-            ref,
-            {
-                "status": "pending",
-                "claimId": None,
-                "leaseExpiresAt": None,
-                "queuedAt": t,
-                "updatedAt": t,
-                "lastError": {"code": err.code, "message": err.message, "retryable": True},
-            },
-        )
-        return True
+        return {
+            "status": "pending",
+            "claimId": None,
+            "leaseExpiresAt": None,
+            "queuedAt": t,
+            "updatedAt": t,
+            "lastError": {"code": err.code, "message": err.message, "retryable": True},
+        }
 
-    return bool(run(db().transaction(max_attempts=10)))
+    return write_while_owner(ref, claim_id, write) is not None
 
 
 def fail_and_refund(ref: firestore.DocumentReference, claim_id: str, err: JobError) -> bool:
     """`failed` with {code, message} and the refund, in one transaction, while we own the claim."""
 
-    @firestore.transactional
-    def run(tx: firestore.Transaction) -> bool:
-        snap = ref.get(transaction=tx)
-        data = snap.to_dict() or {}
-        if not snap.exists or data.get("claimId") != claim_id or data.get("status") != "processing":
-            return False
-        fields = ledger.refund(tx, ref, data, reason=err.code)
+    def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any]:
+        refund_fields = ledger.refund(tx, ref, data, reason=err.code)
         t = now()
-        tx.update(
-            ref,
-            {
-                "status": "failed",
-                "error": {"code": err.code, "message": err.message, "retryable": err.retryable},
-                "completedAt": t,
-                "updatedAt": t,
-                **fields,
-            },
-        )
-        return True
+        return {
+            "status": "failed",
+            "error": {"code": err.code, "message": err.message, "retryable": err.retryable},
+            "completedAt": t,
+            "updatedAt": t,
+            **refund_fields,
+        }
 
-    ok = bool(run(db().transaction(max_attempts=20)))
+    ok = write_while_owner(ref, claim_id, write, max_attempts=20) is not None
     (logger.warn if ok else logger.info)(
         "creation failed" if ok else "creation failure discarded: claim lost",
         jobId=ref.id, collection=COLLECTION, errorCode=err.code, error=err.message,

@@ -579,11 +579,10 @@ def call(operation: Operation, req: https_fn.CallableRequest[Any]) -> dict[str, 
 # ---------------------------------------------------------------------------------------
 def refund_on_failure(
     tx: firestore.Transaction, ref: firestore.DocumentReference, data: dict[str, Any], code: str
-) -> None:
-    """Sweep hook: runs inside the sweep's transaction that fails the creation."""
-    fields = ledger.refund(tx, ref, data, reason=code)
-    if fields:
-        tx.update(ref, fields)
+) -> dict[str, Any]:
+    """Sweep hook: refunds inside the sweep's transaction that fails the creation; returns
+    the refund fields the sweep merges into its one update of the creation."""
+    return ledger.refund(tx, ref, data, reason=code)
 
 
 def on_deleted(creation_id: str, data: dict[str, Any] | None) -> None:

@@ -25,8 +25,11 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from core.clients import db
 from core.lifecycle import lease_duration, now
 
+# (tx, job ref, job data, error code) -> extra fields for the job's failure update. It may
+# read and write other documents with `tx` (e.g. a refund's ledger entry), never the job.
 FailureHook = Callable[
-    [firestore.Transaction, firestore.DocumentReference, dict[str, Any], str], None
+    [firestore.Transaction, firestore.DocumentReference, dict[str, Any], str],
+    dict[str, Any] | None,
 ]
 
 
@@ -133,8 +136,7 @@ def _fail(
         lease = data.get("leaseExpiresAt")
         if expect in coll.processing and lease is not None and lease >= t:
             return False  # renewed since the query
-        if coll.on_failed is not None:
-            coll.on_failed(tx, ref, data, code)
+        extra = coll.on_failed(tx, ref, data, code) if coll.on_failed is not None else None
         tx.update(
             ref,
             {
@@ -143,6 +145,7 @@ def _fail(
                 "completedAt": t,
                 "updatedAt": t,
                 "claimId": None,
+                **(extra or {}),
             },
         )
         logger.warn(

@@ -223,5 +223,3 @@ def generate_clip(
             "the provider returned a file without a video stream", code="bad-output"
         )
     return Clip(path=generated.path, info=info, provider=generated.provider, model=generated.model)
-
-
