@@ -10,7 +10,7 @@ from google.cloud import firestore
 from PIL import Image
 
 from local_stack.stack import LocalStack
-from tests.watch import DocWatcher
+from tests.watch import DocWatcher, wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -64,9 +64,13 @@ def test_duplicate_delivery_generates_once(stack: LocalStack, db, bucket):
     finally:
         stack.settings.duplicate_events = False
     assert final["status"] == "completed"
-    deliveries = [
-        d for d in stack.deliveries if d.subject == f"image_generation_jobs/{doc['job_id']}"
-    ]
+    subject = f"image_generation_jobs/{doc['job_id']}"
+    deliveries = wait_until(  # the claiming delivery answers after the job is completed
+        lambda: (
+            (ds := [d for d in stack.deliveries if d.subject == subject]) and len(ds) >= 2 and ds
+        ),
+        what="both deliveries answered",
+    )
     assert len(deliveries) == 2, "the stack delivered the event twice"
     assert final["attempts"] == 1, "only one delivery claimed the job"
     blobs = list(bucket.list_blobs(prefix=f"users/user-img/images/{doc['job_id']}"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -77,10 +78,13 @@ def test_document_create_is_delivered_as_a_cloudevent_the_sdk_parses(probe_stack
     value = found[0]["value"]
     assert value["n"] == 7 and value["tags"] == ["a", "b"] and value["nested"] == {"k": "v"}
     assert value["at"] is not None, "server timestamp resolved before the event was built"
+    subject = f"probe_docs/{doc_id}"
+    delivered = wait_until(lambda: [d for d in probe_stack.deliveries if d.subject == subject])
+    assert len(delivered) == 1 and delivered[0].status == 204
     # an update is not a create
     probe_stack.db.collection("probe_docs").document(doc_id).update({"n": 8})  # type: ignore[attr-defined]
-    delivered = [d for d in probe_stack.deliveries if d.subject == f"probe_docs/{doc_id}"]
-    assert len(delivered) == 1 and delivered[0].status == 204
+    time.sleep(0.5)
+    assert len([d for d in probe_stack.deliveries if d.subject == subject]) == 1
 
 
 def test_nested_wildcards_match(probe_stack: LocalStack):
@@ -173,7 +177,6 @@ def test_rate_limit_bounds_concurrency_and_schedule_time_is_honoured(probe_stack
     assert len(seen) == 6 and max(seen) <= 2
     delayed = uuid.uuid4().hex
     q.enqueue({"data": {"key": delayed}}, admin_functions.TaskOptions(schedule_delay_seconds=2))
-    import time
 
     t0 = time.time()
     rows = wait_until(
@@ -240,7 +243,6 @@ def test_locks_of_a_dead_client_are_released(probe_stack: LocalStack):
     """A client killed inside a transaction must not block the document forever."""
     import subprocess
     import sys
-    import time
 
     db = probe_stack.db  # type: ignore[attr-defined]
     ref = db.collection("probe_accounts").document(uuid.uuid4().hex)
