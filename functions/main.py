@@ -7,10 +7,10 @@ cold start import it.
 
 from __future__ import annotations
 
-from firebase_functions import firestore_fn, https_fn, scheduler_fn, tasks_fn
+from firebase_functions import firestore_fn, https_fn, scheduler_fn, storage_fn, tasks_fn
 
 from core import runtime
-from core.clients import init_app
+from core.clients import bucket_name, init_app
 from handlers import (
     composition_jobs,
     creation_worker,
@@ -19,7 +19,9 @@ from handlers import (
     image_jobs,
     longform,
     multi_video_jobs,
+    qualities,
     sweep,
+    uploads,
     video_jobs,
 )
 
@@ -134,3 +136,25 @@ def cleanup_deleted_creation(
     event: firestore_fn.Event[firestore_fn.DocumentSnapshot | None],
 ) -> None:
     creations.on_deleted(event.params["creation_id"], event.data.to_dict() if event.data else None)
+
+
+# --- progressive HLS for uploads (handlers/uploads.py, handlers/qualities.py) -------------
+@storage_fn.on_object_finalized(bucket=bucket_name(), **runtime.STREAM_EVENT)
+def handle_video_upload(event: storage_fn.CloudEvent[storage_fn.StorageObjectData]) -> None:
+    uploads.handle(event.data, event.id)
+
+
+@tasks_fn.on_task_dispatched(
+    retry_config=uploads.CONTINUE_RETRY,
+    rate_limits=uploads.CONTINUE_RATE_LIMITS,
+    **runtime.STREAM_TASK,
+)
+def streamcontinue(req: tasks_fn.CallableRequest) -> None:
+    uploads.handle_continue(req)
+
+
+@tasks_fn.on_task_dispatched(
+    retry_config=qualities.RETRY, rate_limits=qualities.RATE_LIMITS, **runtime.STREAM_TASK
+)
+def generatequality(req: tasks_fn.CallableRequest) -> None:
+    qualities.handle(req)

@@ -25,13 +25,23 @@ GEMINI_API_KEY = params.SecretParam("GEMINI_API_KEY")
 PROVIDER_SECRETS = [REPLICATE_API_TOKEN, OPENAI_API_KEY, GEMINI_API_KEY]
 
 REPLICATE_IMAGE_MODEL = params.StringParam(
-    "REPLICATE_IMAGE_MODEL", default="black-forest-labs/flux-schnell"
+    "REPLICATE_IMAGE_MODEL",
+    default="black-forest-labs/flux-schnell",
+    description="Replicate model for images (Flux).",
 )
 REPLICATE_VIDEO_MODEL = params.StringParam(
-    "REPLICATE_VIDEO_MODEL", default="bytedance/seedance-1-lite"
+    "REPLICATE_VIDEO_MODEL",
+    default="bytedance/seedance-1-lite",
+    description="Replicate model for image-to-video (SeeDance).",
 )
-OPENAI_IMAGE_MODEL = params.StringParam("OPENAI_IMAGE_MODEL", default="gpt-image-1")
-VEO_MODEL = params.StringParam("VEO_MODEL", default="veo-3.0-fast-generate-001")
+OPENAI_IMAGE_MODEL = params.StringParam(
+    "OPENAI_IMAGE_MODEL", default="gpt-image-1", description="OpenAI image model."
+)
+VEO_MODEL = params.StringParam(
+    "VEO_MODEL",
+    default="veo-3.0-fast-generate-001",
+    description="Google Veo model (creations, long-form).",
+)
 
 # --- fetching ------------------------------------------------------------------------
 ALLOWED_FETCH_HOSTS = params.ListParam(
@@ -46,8 +56,12 @@ ALLOWED_FETCH_HOSTS = params.ListParam(
     ],
     description="Hosts (besides our own bucket) the backend may download media from.",
 )
-MAX_FETCH_BYTES = params.IntParam("MAX_FETCH_BYTES", default=512 * 1024 * 1024)
-MAX_MEDIA_DURATION_S = params.IntParam("MAX_MEDIA_DURATION_S", default=3 * 60 * 60)
+MAX_FETCH_BYTES = params.IntParam(
+    "MAX_FETCH_BYTES", default=512 * 1024 * 1024, description="Largest file the backend downloads."
+)
+MAX_MEDIA_DURATION_S = params.IntParam(
+    "MAX_MEDIA_DURATION_S", default=3 * 60 * 60, description="Longest media the backend processes."
+)
 
 FFMPEG_MAX_SECONDS = params.IntParam(
     "FFMPEG_MAX_SECONDS",
@@ -64,7 +78,55 @@ COMPOSITE_METHOD = params.StringParam(
 BACKGROUND_QUALITIES = params.BoolParam(
     "BACKGROUND_QUALITIES", default=True, description="Encode 1080p/2160p in task queues."
 )
-READY_AFTER_SEGMENTS = params.IntParam("READY_AFTER_SEGMENTS", default=1)
+READY_AFTER_SEGMENTS = params.IntParam(
+    "READY_AFTER_SEGMENTS",
+    default=1,
+    description="An upload's stream is `ready` once this many 720p segments are published.",
+)
+UPLOAD_MAX_BYTES = params.IntParam(
+    "UPLOAD_MAX_BYTES",
+    default=1024 * 1024 * 1024,
+    description="Largest video upload that is streamed (storage.rules also caps uploads at 1 GiB).",
+)
+UPLOAD_MAX_DURATION_S = params.IntParam(
+    "UPLOAD_MAX_DURATION_S", default=2 * 60 * 60, description="Longest video upload streamed."
+)
+STREAM_MAX_HEIGHT = params.IntParam(
+    "STREAM_MAX_HEIGHT", default=2160, description="Highest quality (short side): 720, 1080, 2160."
+)
+STREAM_INLINE_SECONDS = params.IntParam(
+    "STREAM_INLINE_SECONDS",
+    default=300,
+    description="Media seconds the upload trigger encodes itself; `streamcontinue` tasks do the rest.",
+)
+STREAM_INLINE_BUDGET_S = params.IntParam(
+    "STREAM_INLINE_BUDGET_S",
+    default=420,
+    description="Wall-clock seconds the upload trigger encodes before handing over (limit 540 s).",
+)
+STREAM_CHUNK_SECONDS = params.IntParam(
+    "STREAM_CHUNK_SECONDS", default=600, description="Media seconds per `streamcontinue` task."
+)
+QUALITY_CHUNK_SECONDS = params.IntParam(
+    "QUALITY_CHUNK_SECONDS",
+    default=300,
+    description="Media seconds per background-quality task; longer uploads fan out in chunks.",
+)
+QUALITIES_WITH_LIVE = params.BoolParam(
+    "QUALITIES_WITH_LIVE",
+    default=True,
+    description="Start background qualities once the stream is ready (true) or after 720p ends.",
+)
+STREAM_OVERLAP_START = params.BoolParam(
+    "STREAM_OVERLAP_START",
+    default=True,
+    description="Start the live encoder while thumbnail and master are written (publish order kept).",
+)
+STREAM_BASE_URL = params.StringParam(
+    "STREAM_BASE_URL",
+    default="",
+    description="Public base serving streams/ path-style (CDN); default: the bucket's public path.",
+)
 
 # --- long-form video -----------------------------------------------------------------
 LONGFORM_MAX_SEGMENTS = params.IntParam(
@@ -82,18 +144,36 @@ ALLOW_PROVIDER_OVERRIDE = params.BoolParam(
 VIDEO_RESOLUTION = params.StringParam(
     "VIDEO_RESOLUTION", default="720p", description="480p | 720p | 1080p, unless a job asks."
 )
-VIDEO_MIN_DURATION_S = params.IntParam("VIDEO_MIN_DURATION_S", default=1)
-VIDEO_MAX_DURATION_S = params.IntParam("VIDEO_MAX_DURATION_S", default=15)
-MAX_SEED_IMAGE_BYTES = params.IntParam("MAX_SEED_IMAGE_BYTES", default=20 * 1024 * 1024)
-MULTI_VIDEO_MAX_SCENES = params.IntParam("MULTI_VIDEO_MAX_SCENES", default=20)
+VIDEO_MIN_DURATION_S = params.IntParam(
+    "VIDEO_MIN_DURATION_S", default=1, description="Shortest video a video job may ask for."
+)
+VIDEO_MAX_DURATION_S = params.IntParam(
+    "VIDEO_MAX_DURATION_S",
+    default=15,
+    description="Longest video a video job or scene may ask for.",
+)
+MAX_SEED_IMAGE_BYTES = params.IntParam(
+    "MAX_SEED_IMAGE_BYTES", default=20 * 1024 * 1024, description="Largest seed image fetched."
+)
+MULTI_VIDEO_MAX_SCENES = params.IntParam(
+    "MULTI_VIDEO_MAX_SCENES", default=20, description="Most scenes in one multi-video job."
+)
 MULTI_VIDEO_PARALLEL = params.IntParam(
     "MULTI_VIDEO_PARALLEL",
     default=2,
     description="Scenes of one multi-video job generated at once.",
 )
-COMPOSE_MAX_CLIPS = params.IntParam("COMPOSE_MAX_CLIPS", default=30)
-COMPOSE_MAX_CLIP_BYTES = params.IntParam("COMPOSE_MAX_CLIP_BYTES", default=200 * 1024 * 1024)
-COMPOSE_MAX_AUDIO_BYTES = params.IntParam("COMPOSE_MAX_AUDIO_BYTES", default=50 * 1024 * 1024)
+COMPOSE_MAX_CLIPS = params.IntParam(
+    "COMPOSE_MAX_CLIPS", default=30, description="Most clips in one composition."
+)
+COMPOSE_MAX_CLIP_BYTES = params.IntParam(
+    "COMPOSE_MAX_CLIP_BYTES",
+    default=200 * 1024 * 1024,
+    description="Largest clip a composition fetches.",
+)
+COMPOSE_MAX_AUDIO_BYTES = params.IntParam(
+    "COMPOSE_MAX_AUDIO_BYTES", default=50 * 1024 * 1024, description="Largest audio track fetched."
+)
 COMPOSE_MAX_DURATION_S = params.IntParam(
     "COMPOSE_MAX_DURATION_S", default=600, description="Total length of a composition's clips."
 )

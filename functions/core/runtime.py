@@ -83,4 +83,15 @@ GENERATION_STEP: dict[str, Any] = {
     # across all jobs (provider rate limits); per job, MULTI_VIDEO_PARALLEL scenes at once
     "rate_limits": options.RateLimits(max_concurrent_dispatches=10),
 }
+# Streaming of uploads (handlers/uploads.py, handlers/qualities.py): ffmpeg on 2 dedicated
+# vCPUs, one upload per instance. Task functions are HTTP functions: up to 30 min per chunk.
+STREAM_TASK_TIMEOUT_S = 1800
+STREAM_EVENT = runtime(
+    "streaming", memory=options.MemoryOption.GB_4, cpu=2, timeout_sec=540, max_instances=20,
+    concurrency=1,
+)  # fmt: skip
+STREAM_TASK = runtime(
+    "streaming", memory=options.MemoryOption.GB_4, cpu=2, timeout_sec=STREAM_TASK_TIMEOUT_S,
+    max_instances=20, concurrency=1,
+)  # fmt: skip
 LIGHT = runtime("api", memory=options.MemoryOption.MB_512, cpu=1, timeout_sec=60, max_instances=50)

@@ -39,6 +39,9 @@ EXPECTED = {
     "generateapi": ("https", None),
     "creationworker": ("task", None),
     "cleanup_deleted_creation": ("firestore_deleted", "creations/{creation_id}"),
+    "handle_video_upload": ("storage", None),
+    "streamcontinue": ("task", None),
+    "generatequality": ("task", None),
 }
 
 
