@@ -406,7 +406,9 @@ def run_lengths(lengths: tuple[int, ...] = (10, 60, 300), repeats: int = 3) -> d
                     stack.restart_host()
                 firsts = [r["from_trigger_start"]["first_playable_s"] for r in runs]
                 out[f"{seconds}s"] = {
+                    "source_s": seconds,
                     "first_playable_s": statistics.median(f for f in firsts if f is not None),
+                    "baseline_first_playable_s": baseline(stack, src)["first_playable_s"],
                     "runs_first_playable_s": firsts,
                     "runs_from_upload_returned_s": [
                         r["from_upload_returned"]["first_playable_s"] for r in runs
