@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-from functools import cache
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import firebase_admin
-from firebase_admin import _utils, credentials, firestore, storage
+import google.cloud.storage as gcs
+from firebase_admin import _utils, credentials
 from google.cloud import firestore as gcf
-from google.cloud import storage as gcs
 
 
 def using_emulators() -> bool:
@@ -67,12 +68,38 @@ def init_app() -> firebase_admin.App:
     return firebase_admin.initialize_app(cred, options)
 
 
-@cache
+_clients: dict[tuple[str, str | None, str], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(kind: str, emulator_env: str, make: Callable[[str], Any]) -> Any:
+    """One client per (kind, emulator address, project), created on first use.
+
+    Keyed by the emulator address so a process that talks to more than one local stack
+    (benchmarks, tests) never reuses a client bound to another server.
+    """
+    key = (kind, os.environ.get(emulator_env), project_id())
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            init_app()
+            client = _clients[key] = make(key[2])
+        return client
+
+
 def db() -> gcf.Client:
-    init_app()
-    return firestore.client()
+    client: gcf.Client = _client(
+        "firestore", "FIRESTORE_EMULATOR_HOST", lambda project: gcf.Client(project=project)
+    )
+    return client
+
+
+def storage_client() -> gcs.Client:
+    client: gcs.Client = _client(
+        "storage", "STORAGE_EMULATOR_HOST", lambda project: gcs.Client(project=project)
+    )
+    return client
 
 
 def bucket() -> gcs.Bucket:
-    init_app()
-    return storage.bucket(bucket_name())
+    return storage_client().bucket(bucket_name())

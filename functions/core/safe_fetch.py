@@ -436,22 +436,9 @@ def _host(url: str) -> str:
 
 def _storage_bucket(name: str) -> Any:
     """A google.cloud.storage Bucket (the client honours STORAGE_EMULATOR_HOST)."""
-    from google.cloud.storage import Client as StorageClient
+    from core.clients import storage_client
 
-    if os.environ.get(STORAGE_EMULATOR_HOST_ENV):
-        from google.auth.credentials import AnonymousCredentials
-
-        project = os.environ.get("GCLOUD_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT")
-        client = StorageClient(project=project or "local", credentials=AnonymousCredentials())
-        return client.bucket(name)
-    try:
-        import firebase_admin
-        from firebase_admin import storage as fb_storage
-
-        firebase_admin.get_app()
-        return fb_storage.bucket(name)
-    except (ImportError, ValueError):
-        return StorageClient().bucket(name)
+    return storage_client().bucket(name)
 
 
 def _read_bucket(

@@ -16,6 +16,7 @@ import os
 import urllib.parse
 import uuid
 from pathlib import Path
+from typing import Any
 
 from core.clients import bucket, bucket_name
 
@@ -35,6 +36,15 @@ def download_url(path: str, token: str | None = None) -> str:
     return f"{url}&token={token}" if token else url
 
 
+def _new_blob(path: str, cache_control: str, metadata: dict[str, str] | None) -> tuple[Any, str]:
+    """A blob with our metadata: a Firebase download token and Cache-Control."""
+    blob = bucket().blob(path)
+    token = str(uuid.uuid4())
+    blob.metadata = {"firebaseStorageDownloadTokens": token, **(metadata or {})}
+    blob.cache_control = cache_control
+    return blob, token
+
+
 def upload_file(
     local: Path | str,
     path: str,
@@ -49,10 +59,7 @@ def upload_file(
     `if_generation_match=0` writes the object only if it does not exist yet (a concurrent
     writer then gets google.api_core.exceptions.PreconditionFailed).
     """
-    blob = bucket().blob(path)
-    token = str(uuid.uuid4())
-    blob.metadata = {"firebaseStorageDownloadTokens": token, **(metadata or {})}
-    blob.cache_control = cache_control
+    blob, token = _new_blob(path, cache_control, metadata)
     blob.upload_from_filename(
         str(local), content_type=content_type, if_generation_match=if_generation_match
     )
@@ -67,10 +74,7 @@ def upload_bytes(
     cache_control: str = CACHE_IMMUTABLE,
     metadata: dict[str, str] | None = None,
 ) -> str:
-    blob = bucket().blob(path)
-    token = str(uuid.uuid4())
-    blob.metadata = {"firebaseStorageDownloadTokens": token, **(metadata or {})}
-    blob.cache_control = cache_control
+    blob, token = _new_blob(path, cache_control, metadata)
     blob.upload_from_string(data, content_type=content_type)
     return download_url(path, token)
 

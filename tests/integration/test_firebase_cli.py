@@ -11,28 +11,18 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from local_stack.manifest import sdk_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 FIREBASE = ROOT / "node_modules" / ".bin" / "firebase"
 
 
 def sdk_function_names() -> set[str]:
-    code = "from firebase_functions.private import serving; print(serving.functions_as_yaml(serving.get_functions()))"
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT / "functions",
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return set(yaml.safe_load(out.stdout)["endpoints"])
+    return set(sdk_manifest()["endpoints"])
 
 
 @pytest.mark.skipif(

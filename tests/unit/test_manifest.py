@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+
+from local_stack.manifest import sdk_manifest
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 FIRESTORE_CREATED = "google.cloud.firestore.document.v1.created"
@@ -47,22 +48,7 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def manifest() -> dict:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.endswith("_EMULATOR_HOST") and k not in ("FIREBASE_CONFIG",)
-    }
-    env["PYTHONPATH"] = str(FUNCTIONS)
-    code = "from firebase_functions.private import serving; print(serving.functions_as_yaml(serving.get_functions()))"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=FUNCTIONS,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return yaml.safe_load(out.stdout)
+    return sdk_manifest()
 
 
 def test_every_function_is_discovered_with_its_trigger(manifest: dict):
