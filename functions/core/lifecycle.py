@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -289,6 +290,39 @@ def _write_if_owner(
     ref: firestore.DocumentReference, claim_id: str, update: dict[str, Any]
 ) -> bool:
     return write_while_owner(ref, claim_id, lambda tx, current: update) is not None
+
+
+@contextmanager
+def renewing(
+    beat: Callable[[], None], *, interval_s: float, name: str, warn: Callable[..., None]
+) -> Iterator[Callable[[], bool]]:
+    """Call `beat()` every `interval_s` in a background thread while the block runs.
+
+    For long provider calls: `beat` renews the lease and/or raises progress so the sweep
+    only fails work whose worker really stopped. A LostClaim from `beat` stops the beats;
+    the yielded function tells whether that happened. Other errors are logged and ignored
+    (a failed renewal must not stop the generation).
+    """
+    stop = threading.Event()
+    lost = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval_s):
+            try:
+                beat()
+            except LostClaim:
+                lost.set()
+                return
+            except Exception as exc:
+                warn("background renewal failed", error=repr(exc))
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    try:
+        yield lost.is_set
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def validate(model: type[T], data: dict[str, Any]) -> T:

@@ -19,7 +19,6 @@ and never after it reached `draft`. A worker that dies mid-generation keeps the 
 
 from __future__ import annotations
 
-import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -34,7 +33,16 @@ from requests import exceptions as requests_exceptions
 
 from core import config, ledger, storage
 from core.errors import JobError, MediaError
-from core.lifecycle import Job, LostClaim, claim, now, validate, work_dir, write_while_owner
+from core.lifecycle import (
+    Job,
+    LostClaim,
+    claim,
+    now,
+    renewing,
+    validate,
+    work_dir,
+    write_while_owner,
+)
 from handlers.creations import COLLECTION, ID_RE, creation_ref, estimated_seconds
 from media.frames import make_thumbnail
 from media.probe import probe
@@ -190,29 +198,15 @@ def generate(job: Job, spec: CreationSpec) -> dict[str, Any]:
 @contextmanager
 def _heartbeat(job: Job, *, expected_s: float) -> Iterator[None]:
     """While the provider works: raise progress along the expected time and renew the lease."""
-    stop = threading.Event()
-    lost = threading.Event()
     started = time.monotonic()
 
     def beat() -> None:
-        while not stop.wait(HEARTBEAT_S):
-            share = min(0.95, (time.monotonic() - started) / max(1.0, expected_s))
-            try:
-                job.progress(5 + 75 * share)
-            except LostClaim:
-                lost.set()
-                return
-            except Exception as exc:  # a failed progress write must not stop the generation
-                job.warn("progress write failed", error=repr(exc))
+        share = min(0.95, (time.monotonic() - started) / max(1.0, expected_s))
+        job.progress(5 + 75 * share)
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{job.id}", daemon=True)
-    thread.start()
-    try:
+    with renewing(beat, interval_s=HEARTBEAT_S, name=f"heartbeat-{job.id}", warn=job.warn) as lost:
         yield
-    finally:
-        stop.set()
-        thread.join()
-    if lost.is_set():
+    if lost():
         raise LostClaim(job.id)
 
 

@@ -17,7 +17,6 @@ the provider, ffmpeg, Cloud Tasks. docs/longform.md describes the document and s
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -36,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from core import config, storage
 from core.clients import db, init_app
 from core.errors import JobError, MediaError
-from core.lifecycle import lease_duration, now, work_dir
+from core.lifecycle import lease_duration, now, renewing, work_dir
 from core.runtime import REGION
 from handlers.sweep import SweptCollection, register
 from media.compose_run import stitch
@@ -457,25 +456,11 @@ def _heartbeat(run: StepRun) -> Iterator[None]:
     """Renew the lease in the background while a step runs (provider calls can take
     minutes), so the sweep only fails jobs whose worker really stopped."""
     interval = max(1.0, lease_duration().total_seconds() / 3)
-    stop = threading.Event()
     heartbeat = StepRun(run.ref, run.job, run.step, run.replay, run.claim_id, run.attempt)
-
-    def beat() -> None:
-        while not stop.wait(interval):
-            try:
-                heartbeat.renew()
-            except LostClaim:
-                return
-            except Exception as exc:
-                heartbeat.warn("lease renewal failed", error=repr(exc))
-
-    thread = threading.Thread(target=beat, name=f"lease-{run.job_id}", daemon=True)
-    thread.start()
-    try:
+    with renewing(
+        heartbeat.renew, interval_s=interval, name=f"lease-{run.job_id}", warn=heartbeat.warn
+    ):
         yield
-    finally:
-        stop.set()
-        thread.join(timeout=10)
 
 
 # --------------------------------------------------------------------------------------
