@@ -156,6 +156,12 @@ class LocalProvider:
         work_dir.mkdir(parents=True, exist_ok=True)
         out = work_dir / f"local-image-{_tag(request.prompt, request.seed)}.png"
         img.save(out, format="PNG")
+        if request.reference_image is not None:
+            # Stand-in for a model that places a reference object in the scene: the offline
+            # adapter renders the scene, then composites the reference into it.
+            from media.images import composite_product
+
+            composite_product(out, request.reference_image, out)
         return GeneratedMedia(
             path=out,
             content_type="image/png",

@@ -101,6 +101,9 @@ class ReplicateProvider:
         }
         if request.seed is not None:
             inp["seed"] = request.seed
+        if request.reference_image is not None:
+            # image-conditioned Flux models (e.g. flux-kontext) take the reference here
+            inp["input_image"] = data_uri(request.reference_image)
         pred = self._run(self.image_model, inp)
         url = _first_url(pred.output)
         work_dir.mkdir(parents=True, exist_ok=True)

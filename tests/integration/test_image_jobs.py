@@ -129,3 +129,38 @@ def test_product_composite_puts_the_product_on_the_scene(db, bucket, tmp_path):
         sum(1 for p in upper_left.get_flattened_data() if p[0] > 240 and p[1] < 20 and p[2] < 20)
         < 500
     )
+
+
+def test_model_based_composite_is_selected_by_the_feature_flag(stack: LocalStack, db, bucket):
+    """COMPOSITE_METHOD=model hands the product photo to the image provider as a reference
+    (the offline provider places it in the scene it renders)."""
+    product = Image.new("RGBA", (200, 300), (0, 0, 255, 255))
+    buf = io.BytesIO()
+    product.save(buf, "PNG")
+    bucket.blob("products/blue-box.png").upload_from_string(
+        buf.getvalue(), content_type="image/png"
+    )
+    db.document("products/blue-box").set(
+        {"name": "Blue Box", "image_path": "products/blue-box.png"}
+    )
+    stack.settings.host_env["COMPOSITE_METHOD"] = "model"
+    stack.restart_host()
+    try:
+        ref, doc = new_job(db, use_product_composite=True, product_id="blue-box")
+        with DocWatcher(ref) as watch:
+            ref.set(doc)
+            final = watch.wait_terminal(60)
+    finally:
+        stack.settings.host_env.pop("COMPOSITE_METHOD")
+        stack.restart_host()
+    assert final["status"] == "completed", final.get("error")
+    img = Image.open(io.BytesIO(bucket.blob(final["image_path"]).download_as_bytes())).convert(
+        "RGB"
+    )
+    w, h = img.size
+    blue = sum(
+        1
+        for p in img.crop((w // 2, h // 2, w, h)).get_flattened_data()
+        if p[2] > 240 and p[0] < 20 and p[1] < 20
+    )
+    assert blue > 20000
