@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -164,6 +165,15 @@ def storage_event(
         "datacontenttype": "application/json",
     }
     return attrs, obj
+
+
+def header_value(value: str) -> str:
+    """A CloudEvents attribute as an HTTP header value (binary mode): characters outside
+    printable ASCII, and '%' and '"', are percent-encoded, as the HTTP binding requires."""
+    return "".join(
+        c if 0x20 <= ord(c) < 0x7F and c not in '%"' else urllib.parse.quote(c, safe="")
+        for c in value
+    )
 
 
 def stable_event_id(*parts: str) -> str:

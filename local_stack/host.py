@@ -23,6 +23,7 @@ import os
 import sys
 import time
 from typing import Any
+from urllib.parse import unquote
 
 import yaml
 from cloudevents.http import from_http
@@ -60,7 +61,12 @@ def create_app() -> Flask:
             return fn(request)
         content_type = request.headers.get("Content-Type", "")
         unmarshaller = None if "json" in content_type else (lambda body: body)
-        event = from_http(dict(request.headers), request.get_data(), data_unmarshaller=unmarshaller)
+        # binary-mode attribute headers are percent-encoded (CloudEvents HTTP binding);
+        # the cloudevents SDK does not decode them, the receiving runtime must
+        headers = {
+            k: unquote(v) if k.lower().startswith("ce-") else v for k, v in request.headers.items()
+        }
+        event = from_http(headers, request.get_data(), data_unmarshaller=unmarshaller)
         started = time.monotonic()
         try:
             fn(event)

@@ -422,7 +422,9 @@ class LocalStack:
     def _post_event(
         self, ep: events.Endpoint, attrs: dict[str, str], body: Any, source: str, subject: str
     ) -> None:
-        headers = {f"ce-{k}": v for k, v in attrs.items() if k != "datacontenttype"}
+        headers = {
+            f"ce-{k}": events.header_value(v) for k, v in attrs.items() if k != "datacontenttype"
+        }
         headers["Content-Type"] = attrs["datacontenttype"]
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         started = time.monotonic()
@@ -436,6 +438,8 @@ class LocalStack:
             status, detail = r.status_code, r.text[:300]
         except requests.RequestException as exc:
             status, detail = 503, str(exc)[:300]
+        except Exception as exc:  # never lose a delivery silently in the pool
+            status, detail = 599, f"{type(exc).__name__}: {exc}"[:300]
         self._record(
             Delivery(
                 ep.name,

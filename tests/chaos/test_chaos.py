@@ -494,3 +494,73 @@ def test_creations_are_never_charged_twice_or_lost(chaos, cdb):
             assert doc.get("refunded") is True
     charged = sum(40 for d in docs.values() if d["status"] == "draft")
     assert balance == 400 - charged
+
+
+# --- a corpus of malformed uploads ----------------------------------------------------------
+
+upload_names = st.one_of(
+    st.sampled_from(
+        [
+            "../escape.mp4",
+            "chaos-up/../../streams/x.mp4",
+            "chaos-up/nested/dir/a.mp4",
+            "chaos-up/éé 漢字 🙂.mp4",
+            "chaos-up/" + "x" * 300 + ".mp4",
+            "chaos-up/.mp4",
+            "chaos-up/noext",
+            "chaos-up/a.MOV",
+        ]
+    ),
+    st.text(alphabet="abc-_./é", min_size=1, max_size=20).map(lambda t: f"chaos-up/{t}.mp4"),
+)
+upload_bodies = st.one_of(
+    st.just(b""),
+    st.binary(min_size=1, max_size=2048),
+    st.just(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64),  # an MP4 header and nothing else
+    st.just(b"ID3\x03\x00\x00\x00" + b"\xff\xfb" * 200),  # an MP3-looking body
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(name=upload_names, body=upload_bodies)
+def test_malformed_uploads_never_crash_the_trigger_and_never_hang(chaos, cdb, cbucket, name, body):
+    """Invariant: the finalize trigger answers every delivery; an upload it accepts ends
+    `failed` with a code and message; it never writes outside streams/{videoId}/."""
+    path = f"uploads/{name}"
+    before = {b.name for b in cbucket.list_blobs(prefix="streams/")}
+    blob = cbucket.blob(path)
+    t0 = time.time()
+    blob.upload_from_string(body, content_type="video/mp4")
+    # The Storage server may normalise the name (e.g. "uploads/../x"): match the delivery by
+    # the file name and time instead of the exact path.
+    base = path.rsplit("/", 1)[-1]
+    deliveries = wait_until(
+        lambda: [
+            d
+            for d in chaos.deliveries
+            if d.function == "handle_video_upload" and d.at >= t0 and d.subject.endswith(base)
+        ],
+        timeout_s=30,
+        what="the finalize delivery",
+    )
+    assert all(d.status == 204 for d in deliveries), [d.status for d in deliveries]
+    path = deliveries[0].subject
+    videos = [
+        s.to_dict() or {}
+        for s in cdb.collection("videos").stream()
+        if ((s.to_dict() or {}).get("source") or {}).get("path") == path
+    ]
+    for video in videos:
+        final = wait_until(
+            lambda v=video: (
+                (d := cdb.document(f"videos/{v['videoId']}").get().to_dict() or {}).get("status")
+                in ("failed", "ready", "complete")
+                and d
+            ),
+            timeout_s=60,
+        )
+        assert final["status"] == "failed", final
+        assert final["error"]["code"] and final["error"]["message"]
+        new = {b.name for b in cbucket.list_blobs(prefix="streams/")} - before
+        assert all(n.startswith(f"streams/{video['videoId']}/") for n in new), new
+    cbucket.blob(path).delete()

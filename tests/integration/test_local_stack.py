@@ -120,6 +120,17 @@ def test_storage_finalize_for_any_client_upload(probe_stack: LocalStack):
     assert found[0]["size"] == 1234 and found[0]["content_type"] == "application/octet-stream"
 
 
+def test_storage_finalize_for_a_unicode_object_name(probe_stack: LocalStack):
+    """Attribute headers are percent-encoded on the wire and decoded by the host."""
+    name = f"probe/é 漢字 🙂 {uuid.uuid4().hex[:6]}%.bin"
+    blob = probe_stack.gcs.bucket(probe_stack.settings.bucket).blob(name)  # type: ignore[attr-defined]
+    blob.upload_from_string(b"abc", content_type="application/octet-stream")
+    found = wait_until(
+        lambda: results(probe_stack, fn="finalized", name=name), what="finalize event"
+    )
+    assert found[0]["size"] == 3
+
+
 def _queue(stack: LocalStack):
     with stack.env():
         return admin_functions.task_queue("probetask", app=admin_app(stack))
