@@ -30,7 +30,7 @@ from local_stack.stack import LocalStack
 from media.probe import keyframe_times
 from media.process import run_ffprobe
 from tests.media_factory import make_audio, make_clip
-from tests.watch import DocWatcher
+from tests.watch import DocWatcher, wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -555,7 +555,10 @@ def test_failing_background_quality_is_retried_then_recorded_without_failing_the
     vid, watch = upload(bucket, db, clip, metadata={"streamTestFault": "fail-quality:1080p"})
     doc = final(watch)
     watch.close()
-    attempts = task_attempts(stack, f"{vid}-1080p")
+    # the task's last answer is recorded after it wrote the document
+    attempts = wait_until(
+        lambda: len(a := task_attempts(stack, f"{vid}-1080p")) >= 3 and a, timeout_s=30
+    )
     assert [h["attempt"] for h in attempts] == [1, 2, 3]
     assert [h["status"] >= 300 for h in attempts] == [True, True, False]  # last one records
     assert doc["status"] == "complete", "a failed background quality never fails the video"
