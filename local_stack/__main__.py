@@ -17,7 +17,6 @@ import logging
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from local_stack.stack import ROOT, LocalStack, StackSettings
@@ -124,6 +123,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-__all__ = ["Path"]

@@ -26,7 +26,6 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import re
 import shutil
 import signal
@@ -638,4 +637,4 @@ def _wait_port(
     raise RuntimeError(f"{what} did not start on port {port} within {timeout_s}s")
 
 
-__all__ = ["Delivery", "LocalStack", "StackSettings", "free_port", "queue"]
+__all__ = ["Delivery", "LocalStack", "StackSettings", "free_port"]
