@@ -405,6 +405,35 @@ class LocalStack:
         self.kill_host()
         self.start_host()
 
+    @contextlib.contextmanager
+    def host_params(self, **env: str) -> Iterator[None]:
+        """Run the function host with these params (environment variables) for the block.
+
+        The host is restarted (after queued tasks drain) only if a value changes, and the
+        previous values are restored, with another restart, when the block ends.
+        """
+        changed = {
+            k: self.settings.host_env.get(k)
+            for k, v in env.items()
+            if self.settings.host_env.get(k) != v
+        }
+        if not changed:
+            yield
+            return
+        self.wait_idle(60)
+        self.settings.host_env.update({k: env[k] for k in changed})
+        self.restart_host()
+        try:
+            yield
+        finally:
+            self.wait_idle(60)
+            for k, old in changed.items():
+                if old is None:
+                    self.settings.host_env.pop(k, None)
+                else:
+                    self.settings.host_env[k] = old
+            self.restart_host()
+
     # -- delivery -----------------------------------------------------------------------
     def deliver(
         self, ep: events.Endpoint, attrs: dict[str, str], body: Any, *, source: str, subject: str

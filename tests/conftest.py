@@ -16,6 +16,14 @@ from local_stack.stack import LocalStack, StackSettings
 from tests.fakes.provider_api import FakeProviderAPI
 
 ROOT = Path(__file__).resolve().parent.parent
+# What the host needs for jobs that name the real Replicate adapter: a (fake) token, an
+# explicit default provider (with a token, "auto" would pick Replicate for every job),
+# and per-job provider choice switched on. See docs/video-jobs.md.
+PROVIDER_OVERRIDE_ENV = {
+    "ALLOW_PROVIDER_OVERRIDE": "true",
+    "MEDIA_PROVIDER": "local",
+    "REPLICATE_API_TOKEN": "r8_local_fake_token",
+}
 
 
 @pytest.fixture(scope="session")
@@ -41,13 +49,7 @@ def stack(
         task_backoff_scale=0.02,
         # Jobs use the offline provider by default; a job may name `provider: replicate` to go
         # through the real Replicate adapter against the fake API (override allowed in tests only).
-        host_env={
-            **provider_api.env(),
-            "JOB_LEASE_SECONDS": "900",
-            "MEDIA_PROVIDER": "local",
-            "ALLOW_PROVIDER_OVERRIDE": "true",
-            "REPLICATE_API_TOKEN": "r8_local_fake_token",
-        },
+        host_env={**provider_api.env(), "JOB_LEASE_SECONDS": "900", **PROVIDER_OVERRIDE_ENV},
     )
     with LocalStack(settings) as running, running.env():
         yield running
@@ -74,6 +76,13 @@ def admin_app(stack: LocalStack) -> firebase_admin.App:
             {"projectId": stack.settings.project_id, "storageBucket": stack.settings.bucket},
             name=name,
         )
+
+
+@pytest.fixture(scope="module")
+def provider_override(stack: LocalStack) -> Iterator[None]:
+    """The host with PROVIDER_OVERRIDE_ENV (the session stack already runs with it)."""
+    with stack.host_params(**PROVIDER_OVERRIDE_ENV):
+        yield
 
 
 @pytest.fixture()

@@ -269,9 +269,7 @@ def test_ffmpeg_crash_or_hang_fails_the_job_within_its_bound(
 ):
     body = "exec sleep 600" if mode == "hang" else "kill -SEGV $$"
     binary = _wrapper(tmp_path, f"ffmpeg-{mode}", body)
-    chaos.settings.host_env.update({"FFMPEG_BINARY": str(binary), "FFMPEG_MAX_SECONDS": "3"})
-    chaos.restart_host()
-    try:
+    with chaos.host_params(FFMPEG_BINARY=str(binary), FFMPEG_MAX_SECONDS="3"):
         job_id, doc = job_doc("composition_jobs", seed, include_crossfade=True)
         ref = cdb.collection("composition_jobs").document(job_id)
         started = time.monotonic()
@@ -279,10 +277,6 @@ def test_ffmpeg_crash_or_hang_fails_the_job_within_its_bound(
             ref.set(doc)
             final = watch.wait_terminal(60)
         elapsed = time.monotonic() - started
-    finally:
-        for key in ("FFMPEG_BINARY", "FFMPEG_MAX_SECONDS"):
-            chaos.settings.host_env.pop(key, None)
-        chaos.restart_host()
     assert final["status"] == "failed" and final["error"]["code"] == code, final.get("error")
     assert elapsed < 30, "a hung ffmpeg must be killed at its bound"
 

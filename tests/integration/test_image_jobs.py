@@ -143,16 +143,11 @@ def test_model_based_composite_is_selected_by_the_feature_flag(stack: LocalStack
     db.document("products/blue-box").set(
         {"name": "Blue Box", "image_path": "products/blue-box.png"}
     )
-    stack.settings.host_env["COMPOSITE_METHOD"] = "model"
-    stack.restart_host()
-    try:
+    with stack.host_params(COMPOSITE_METHOD="model"):
         ref, doc = new_job(db, use_product_composite=True, product_id="blue-box")
         with DocWatcher(ref) as watch:
             ref.set(doc)
             final = watch.wait_terminal(60)
-    finally:
-        stack.settings.host_env.pop("COMPOSITE_METHOD")
-        stack.restart_host()
     assert final["status"] == "completed", final.get("error")
     img = Image.open(io.BytesIO(bucket.blob(final["image_path"]).download_as_bytes())).convert(
         "RGB"

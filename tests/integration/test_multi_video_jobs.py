@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,6 @@ pytestmark = pytest.mark.stack
 COLLECTION = "multi_video_jobs"
 USER = "user-multi"
 FRAME_S = 1 / 24
-PROVIDER_OVERRIDE_ENV = {  # see tests/integration/test_video_jobs.py
-    "ALLOW_PROVIDER_OVERRIDE": "true",
-    "MEDIA_PROVIDER": "local",
-    "REPLICATE_API_TOKEN": "r8_local_fake_token",
-}
 
 
 @pytest.fixture(scope="module")
@@ -42,31 +36,6 @@ def seed_url(
     path = f"uploads/test-multi/{uuid.uuid4().hex}.png"
     bucket.blob(path).upload_from_filename(str(png), content_type="image/png")
     return stack.storage_url(path)
-
-
-@pytest.fixture(scope="module")
-def provider_override(stack: LocalStack) -> Iterator[None]:
-    """The host with PROVIDER_OVERRIDE_ENV (restarted only if the session stack lacks it)."""
-    missing = {
-        k: v for k, v in PROVIDER_OVERRIDE_ENV.items() if stack.settings.host_env.get(k) != v
-    }
-    if not missing:
-        yield
-        return
-    saved = {k: stack.settings.host_env.get(k) for k in missing}
-    stack.wait_idle(60)
-    stack.settings.host_env.update(missing)
-    stack.restart_host()
-    try:
-        yield
-    finally:
-        stack.wait_idle(60)
-        for k, v in saved.items():
-            if v is None:
-                stack.settings.host_env.pop(k, None)
-            else:
-                stack.settings.host_env[k] = v
-        stack.restart_host()
 
 
 def scene(n: int, seed_url: str, description: str = "", duration: float = 1.0) -> dict[str, Any]:

@@ -10,6 +10,7 @@ playlist only grows, mirrors = live segments, EVENT then ENDLIST).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
@@ -181,24 +182,8 @@ def uris(playlist: m3u8.M3U8) -> list[str]:
 def host_params(stack: LocalStack) -> Iterator[Any]:
     """Run the function host with extra params (Firebase params are env variables); the
     session's host is restored afterwards."""
-    changed: dict[str, str | None] = {}
-
-    def apply(**env: str) -> None:
-        stack.wait_idle(60)
-        for k, v in env.items():
-            changed.setdefault(k, stack.settings.host_env.get(k))
-            stack.settings.host_env[k] = v
-        stack.restart_host()
-
-    yield apply
-    if changed:
-        stack.wait_idle(60)
-        for k, old in changed.items():
-            if old is None:
-                stack.settings.host_env.pop(k, None)
-            else:
-                stack.settings.host_env[k] = old
-        stack.restart_host()
+    with contextlib.ExitStack() as applied:
+        yield lambda **env: applied.enter_context(stack.host_params(**env))
 
 
 # --------------------------------------------------------------------------- the main path

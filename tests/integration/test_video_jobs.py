@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +27,6 @@ pytestmark = pytest.mark.stack
 
 COLLECTION = "video_generation_jobs"
 FRAME_S = 1 / 24  # the local provider renders 24 fps
-# What the host needs for jobs that name the real Replicate adapter: a (fake) token, an
-# explicit default provider (with a token, "auto" would pick Replicate for every job),
-# and per-job provider choice switched on. See docs/video-jobs.md.
-PROVIDER_OVERRIDE_ENV = {
-    "ALLOW_PROVIDER_OVERRIDE": "true",
-    "MEDIA_PROVIDER": "local",
-    "REPLICATE_API_TOKEN": "r8_local_fake_token",
-}
 
 
 @pytest.fixture(scope="module")
@@ -50,31 +41,6 @@ def seed_path(bucket: storage.Bucket, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 def seed_url(stack: LocalStack, seed_path: str) -> str:
     return stack.storage_url(seed_path)
-
-
-@pytest.fixture(scope="module")
-def provider_override(stack: LocalStack) -> Iterator[None]:
-    """The host with PROVIDER_OVERRIDE_ENV (restarted only if the session stack lacks it)."""
-    missing = {
-        k: v for k, v in PROVIDER_OVERRIDE_ENV.items() if stack.settings.host_env.get(k) != v
-    }
-    if not missing:
-        yield
-        return
-    saved = {k: stack.settings.host_env.get(k) for k in missing}
-    stack.wait_idle(60)
-    stack.settings.host_env.update(missing)
-    stack.restart_host()
-    try:
-        yield
-    finally:
-        stack.wait_idle(60)
-        for k, v in saved.items():
-            if v is None:
-                stack.settings.host_env.pop(k, None)
-            else:
-                stack.settings.host_env[k] = v
-        stack.restart_host()
 
 
 def new_job(
