@@ -17,7 +17,8 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+# npm ci also applies patches/ (postinstall: patch-package), so they are part of the stamp.
+lock_hash=$(cat package-lock.json patches/*.patch | sha256sum | cut -d' ' -f1)
 if [[ ! -f node_modules/.setup-stamp ]] || [[ "$(cat node_modules/.setup-stamp)" != "$lock_hash" ]]; then
   echo "==> npm ci"
   npm ci --no-audit --no-fund --loglevel=error

@@ -9,6 +9,7 @@ from pathlib import Path
 import firebase_admin
 import pytest
 from google.cloud import firestore, storage
+from hypothesis import settings
 
 from core.clients import _EmulatorCredential
 from local_stack.auth import local_id_token
@@ -16,6 +17,13 @@ from local_stack.stack import LocalStack, StackSettings
 from tests.fakes.provider_api import FakeProviderAPI
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property-based tests: the test command replays a fixed set of examples (derandomized) so a
+# red run always reproduces; cases found while exploring are pinned with @example.
+# Explore with new random examples: HYPOTHESIS_PROFILE=explore bash scripts/test.sh
+settings.register_profile("repeatable", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 # What the host needs for jobs that name the real Replicate adapter: a (fake) token, an
 # explicit default provider (with a token, "auto" would pick Replicate for every job),
 # and per-job provider choice switched on. See docs/video-jobs.md.

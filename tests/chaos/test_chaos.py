@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from google.cloud import firestore, storage
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from local_stack.stack import LocalStack, StackSettings
@@ -346,6 +346,10 @@ junk = st.one_of(
     value=st.one_of(junk, hostile_urls),
     drop=st.booleans(),
 )
+# Found by a random run in CI: integers beyond +-2^53 made the local Firestore server
+# answer UNKNOWN (it now stores int64 like production; patches/).
+@example(kind="image_generation_jobs", field="user_id", value=2**53, drop=False)
+@example(kind="video_generation_jobs", field="duration", value=-(2**63), drop=False)
 def test_malformed_documents_always_fail_cleanly(chaos, cdb, seed, kind, field, value, drop):
     """Invariant: a terminal status with a code and message; the function never crashes."""
     job_id, doc = job_doc(kind, seed)

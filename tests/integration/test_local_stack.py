@@ -250,6 +250,28 @@ def test_transactions_are_isolated_and_batches_atomic(probe_stack: LocalStack):
     assert not other.get().exists, "a failed batch must apply none of its writes"
 
 
+def test_integers_are_64_bit_like_production(probe_stack: LocalStack):
+    """Firestore integers are int64: values beyond +-2^53 round-trip exactly, sort, and
+    increments saturate at the limits (the npm server alone refused them: patches/)."""
+    db = probe_stack.db  # type: ignore[attr-defined]
+    col = db.collection(f"probe_ints_{uuid.uuid4().hex[:8]}")
+    values = [-(2**63), -(2**53) - 1, 0, 2**53, 2**53 + 1, 2**63 - 1]
+    for i, v in enumerate(values):
+        col.document(f"d{i}").set({"v": v})
+    assert [col.document(f"d{i}").get().get("v") for i in range(len(values))] == values
+    found = [d.get("v") for d in col.where(filter=FieldFilter("v", ">", 2**53)).stream()]
+    assert found == [2**53 + 1, 2**63 - 1]
+    ordered = [d.get("v") for d in col.order_by("v", direction="DESCENDING").stream()]
+    assert ordered == sorted(values, reverse=True)
+
+    ref = col.document("counter")
+    ref.set({"n": 2**53})
+    ref.update({"n": firestore.Increment(3)})
+    assert ref.get().get("n") == 2**53 + 3
+    ref.update({"n": firestore.Increment(2**63 - 1)})
+    assert ref.get().get("n") == 2**63 - 1, "increments saturate at the int64 limit"
+
+
 def test_locks_of_a_dead_client_are_released(probe_stack: LocalStack):
     """A client killed inside a transaction must not block the document forever."""
     import subprocess
