@@ -163,6 +163,20 @@ class TaskQueues:
         with self._cv:
             return list(self._tasks.values())
 
+    def settled_attempts(self, task_id: str, timeout_s: float = 30) -> list[dict[str, Any]]:
+        """Every attempt of a task, once the task has its last answer (succeeded, failed or
+        deleted). A worker writes its result before it answers the dispatch, so whoever saw
+        the result must wait for this before counting attempts."""
+        end = time.time() + timeout_s
+        while True:
+            with self._cv:
+                tasks = [t for t in self._tasks.values() if t.task_id == task_id]
+                if tasks and all(t.state in ("succeeded", "failed", "deleted") for t in tasks):
+                    return [h for h in self.history if h["task"] == task_id]
+            if time.time() > end:
+                raise TimeoutError(f"task {task_id} not settled within {timeout_s}s")
+            time.sleep(0.05)
+
     def wait_idle(self, timeout_s: float) -> bool:
         end = time.time() + timeout_s
         while time.time() < end:

@@ -87,14 +87,8 @@ def assert_balanced(uid: str, expected: int) -> None:
     assert (balance, total) == (expected, expected), "the ledger must add up to the balance"
 
 
-def task_attempts(stack: LocalStack, cid: str) -> list[dict[str, Any]]:
-    return [h for h in list(stack.tasks.history) if h["task"] == cid]
-
-
-def task_done(stack: LocalStack, cid: str) -> bool:
-    return all(
-        t.state not in ("pending", "running") for t in stack.tasks.tasks() if t.task_id == cid
-    )
+def task_attempts(stack: LocalStack, cid: str, timeout_s: float = 30) -> list[dict[str, Any]]:
+    return stack.tasks.settled_attempts(cid, timeout_s)
 
 
 # --------------------------------------------------------------------------------------
@@ -230,7 +224,6 @@ def test_content_policy_failure_is_final_at_once_and_refunded_once(stack, db):
     final = wait_final(db, cid, 30)
     assert final["status"] == "failed" and final["error"]["code"] == "content-policy"
     assert final["refunded"] is True and final["attempts"] == 1
-    wait_until(lambda: task_done(stack, cid), what="task finished")
     assert [h["status"] for h in task_attempts(stack, cid)] == [200], (
         "no retry for a policy refusal"
     )
@@ -264,7 +257,6 @@ def test_transient_failure_is_retried_with_backoff_then_refunded_once(stack, db)
     # back to pending between attempts (each wait is >= 1.2 s here, so a listener sees it)
     assert statuses[-1] == "failed" and statuses.count("pending") >= 3 and "processing" in statuses
     assert final["refunded"] is True
-    wait_until(lambda: task_done(stack, cid), what="task finished")
     attempts = task_attempts(stack, cid)
     assert [h["attempt"] for h in attempts] == [1, 2, 3, 4]
     assert [h["status"] for h in attempts] == [503, 503, 503, 200], "retried by Cloud Tasks"
@@ -285,7 +277,7 @@ def test_worker_killed_mid_generation_is_failed_and_refunded_once_by_the_sweep(s
         stack.start_host()
     # Cloud Tasks retries the dropped attempt; the creation is still under its lease, so
     # the retry leaves it alone (the worker may only be dead, not the generation).
-    wait_until(lambda: task_done(stack, cid), timeout_s=60, what="the task's retries ended")
+    task_attempts(stack, cid, timeout_s=60)  # the task's retries ended
     data = ref.get().to_dict()
     assert data["status"] == "processing" and data["attempts"] == 1
     ref.update({"leaseExpiresAt": datetime.now(UTC) - timedelta(minutes=1)})

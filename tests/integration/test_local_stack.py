@@ -158,7 +158,7 @@ def test_task_ids_are_deduplicated_and_failures_retried_per_retry_config(probe_s
         timeout_s=30,
     )
     assert attempts == [0, 1, 2], "two failures then success: three attempts"
-    statuses = [h["status"] for h in probe_stack.tasks.history if h["task"] == f"t-{key}"]
+    statuses = [h["status"] for h in probe_stack.tasks.settled_attempts(f"t-{key}")]
     assert statuses[:2] == [500, 500] and statuses[2] == 200
 
 
@@ -168,8 +168,7 @@ def test_task_gives_up_after_max_attempts(probe_stack: LocalStack):
     q.enqueue(
         {"data": {"key": key, "fail_times": 99}}, admin_functions.TaskOptions(task_id=f"t-{key}")
     )
-    wait_until(lambda: probe_stack.tasks.pending() == 0, timeout_s=30)
-    attempts = [h for h in probe_stack.tasks.history if h["task"] == f"t-{key}"]
+    attempts = probe_stack.tasks.settled_attempts(f"t-{key}")
     assert len(attempts) == 3 and all(a["status"] == 500 for a in attempts)
 
 

@@ -75,7 +75,8 @@ def user() -> str:
 
 
 def task_attempts(stack: LocalStack, task: str) -> list[int]:
-    return [h["status"] for h in stack.tasks.history if h["task"] == task]
+    """HTTP status of every attempt, once the task has its last answer."""
+    return [h["status"] for h in stack.tasks.settled_attempts(task)]
 
 
 # --------------------------------------------------------------------------------------
