@@ -117,6 +117,12 @@ QUALITIES_WITH_LIVE = params.BoolParam(
     default=True,
     description="Start background qualities once the stream is ready (true) or after 720p ends.",
 )
+# 9000 s = the quality task's retry window (3600 s) + 3 attempts of up to 1800 s each.
+QUALITY_STALL_SECONDS = params.IntParam(
+    "QUALITY_STALL_SECONDS",
+    default=9000,
+    description="A background quality with no progress for this long is recorded failed by the sweep (its last task attempt was lost).",
+)
 STREAM_OVERLAP_START = params.BoolParam(
     "STREAM_OVERLAP_START",
     default=True,

@@ -23,6 +23,11 @@ Nothing is done twice: a quality already ready or failed is skipped, a chunk alr
 attempts within an hour); after the last attempt the quality is recorded `failed` with
 `error {code, message}` and the video is not failed: its mirror stays valid (720p pictures).
 
+A quality whose task is lost outright (every attempt's instance killed, so no attempt ever
+answers and `record_failure` never runs) would stay `waiting`/`encoding` and keep the video
+from `complete`: the scheduled sweep fails it (`quality-stalled`) once it has made no
+progress for QUALITY_STALL_SECONDS, longer than the task's whole retry window.
+
 Test hook (emulator only): an upload with custom metadata `streamTestFault:
 fail-quality:<name>` makes every attempt of that quality fail (tests/integration).
 """
@@ -31,18 +36,21 @@ from __future__ import annotations
 
 import time
 import traceback
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from firebase_functions import logger, options, tasks_fn
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core import config, storage
 from core.clients import bucket, db
 from core.errors import JobError, MediaError
 from core.lifecycle import now, work_dir
+from handlers import sweep
 from handlers.uploads import (
+    COLLECTION,
     PLAYLIST_TYPE,
     QUALITY_FUNCTION,
     SEGMENT_TYPE,
@@ -317,6 +325,80 @@ def record_failure(video_id: str, quality: str, error: JobError) -> None:
     complete_if_settled(ref)
 
 
+def fail_stalled_qualities(t: datetime) -> int:
+    """Sweep check: record `failed` every background quality of a `ready` video that has made
+    no progress for QUALITY_STALL_SECONDS; then the video can become `complete`."""
+    stall = timedelta(seconds=config.QUALITY_STALL_SECONDS.value)
+    failed = 0
+    videos = db().collection(COLLECTION).where(filter=FieldFilter("status", "==", "ready"))
+    for snap in videos.stream():
+        data = snap.to_dict() or {}
+        stalled = [
+            name
+            for name, level in (data.get("qualityLevels") or {}).items()
+            if _stalled(data, level, t, stall)
+        ]
+        for name in stalled:
+            if _fail_stalled(snap.reference, data, name, t, stall):
+                failed += 1
+                logger.warn(
+                    "sweep failed a stalled quality",
+                    jobId=snap.id,
+                    videoId=snap.id,
+                    userId=data.get("userId"),
+                    quality=name,
+                    errorCode="quality-stalled",
+                )
+        if stalled:
+            complete_if_settled(snap.reference)
+    return failed
+
+
+def _fail_stalled(
+    ref: firestore.DocumentReference,
+    data: dict[str, Any],
+    quality: str,
+    t: datetime,
+    stall: timedelta,
+) -> bool:
+    failed = False
+
+    def change(level: dict[str, Any]) -> dict[str, Any] | None:
+        nonlocal failed
+        failed = _stalled(data, level, t, stall)  # again: a task may have progressed since
+        if not failed:
+            return None
+        return {
+            "status": publish.FAILED,
+            "failedAt": t,
+            "error": {
+                "code": "quality-stalled",
+                "message": f"the background encode of {quality} stopped without finishing "
+                "(its task was lost); the video plays in the other qualities",
+            },
+        }
+
+    _modify_level(ref, quality, change)
+    return failed
+
+
+def _stalled(data: dict[str, Any], level: dict[str, Any], t: datetime, stall: timedelta) -> bool:
+    """No progress for `stall`: an encoding quality since it started or last finished a
+    chunk; a waiting one since the live rendition ended (its task is queued by then, and
+    never judged while the live rendition may still be holding it back)."""
+    if level.get("live") or level.get("status") in publish.SETTLED:
+        return False
+    if level.get("status") == publish.ENCODING:
+        marks = [level.get("startedAt"), level.get("progressAt")]
+    else:
+        marks = [data.get("liveEndedAt")]
+    times = [m for m in marks if isinstance(m, datetime)]
+    return bool(times) and t - max(times) > stall
+
+
+sweep.register_check("stalledQualities", fail_stalled_qualities)
+
+
 # --------------------------------------------------------------------------- document writes
 
 
@@ -344,7 +426,7 @@ def _chunk_done(ref: firestore.DocumentReference, quality: str, index: int, tota
         if level.get("status") in publish.SETTLED:
             return None
         done = sorted({*(level.get("chunksDone") or []), index})
-        fields: dict[str, Any] = {"chunksDone": done, "chunksTotal": total}
+        fields: dict[str, Any] = {"chunksDone": done, "chunksTotal": total, "progressAt": now()}
         if len(done) >= total and level.get("encodedAt") is None:
             fields["encodedAt"] = now()
             finisher = True

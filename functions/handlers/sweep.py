@@ -5,7 +5,8 @@ that was never delivered, would leave a job hanging. Every few minutes the sweep
 - fails jobs whose lease expired while `processing` (code `lease-expired`), through the
   same ownership check as a worker, so it never overwrites a job that just finished;
 - fails `pending` jobs nobody claimed within the lease (code `not-started`).
-Collections with extra duties on failure (e.g. refunds for creations) register a hook.
+Collections with extra duties on failure (e.g. refunds for creations) register a hook;
+state that is not a job document (e.g. a stream's background qualities) registers a check.
 
 Queries use only equality + range on top-level collections (no collection-group queries),
 with composite indexes declared in firestore.indexes.json.
@@ -14,7 +15,7 @@ with composite indexes declared in firestore.indexes.json.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -44,9 +45,18 @@ class SweptCollection:
 
 JOB_COLLECTIONS: dict[str, SweptCollection] = {}
 
+# name -> check(now) -> how many things it failed. A check fails what it finds stuck with
+# the same care as `_fail`: re-read in a transaction, never overwrite finished work.
+SweepCheck = Callable[[datetime], int]
+CHECKS: dict[str, SweepCheck] = {}
+
 
 def register(collection: SweptCollection) -> None:
     JOB_COLLECTIONS[collection.name] = collection
+
+
+def register_check(name: str, check: SweepCheck) -> None:
+    CHECKS[name] = check
 
 
 for _name in (
@@ -62,9 +72,10 @@ for _name in (
 class SweepReport:
     expired: int = 0
     not_started: int = 0
+    checks: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int]:
-        return {"expired": self.expired, "notStarted": self.not_started}
+        return {"expired": self.expired, "notStarted": self.not_started, **self.checks}
 
 
 def sweep(at: datetime | None = None) -> SweepReport:
@@ -106,6 +117,8 @@ def sweep(at: datetime | None = None) -> SweepReport:
                     )
                 ):
                     report.not_started += 1
+    for name, check in CHECKS.items():
+        report.checks[name] = check(t)
     logger.info("sweep finished", **report.as_dict())
     return report
 

@@ -18,6 +18,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from local_stack.stack import LocalStack
 from media.probe import keyframe_times
 from media.process import run_ffprobe
 from tests.media_factory import make_audio, make_clip
-from tests.watch import DocWatcher, wait_until
+from tests.watch import DocWatcher
 
 pytestmark = pytest.mark.stack
 
@@ -171,7 +172,8 @@ class StreamPoller:
 
 
 def task_attempts(stack: LocalStack, task_id: str) -> list[dict[str, Any]]:
-    return [h for h in stack.tasks.history if h["task"] == task_id]
+    """Every attempt of a task, once it has its last answer."""
+    return stack.tasks.settled_attempts(task_id)
 
 
 def uris(playlist: m3u8.M3U8) -> list[str]:
@@ -541,9 +543,7 @@ def test_failing_background_quality_is_retried_then_recorded_without_failing_the
     doc = final(watch)
     watch.close()
     # the task's last answer is recorded after it wrote the document
-    attempts = wait_until(
-        lambda: len(a := task_attempts(stack, f"{vid}-1080p")) >= 3 and a, timeout_s=30
-    )
+    attempts = task_attempts(stack, f"{vid}-1080p")
     assert [h["attempt"] for h in attempts] == [1, 2, 3]
     assert [h["status"] >= 300 for h in attempts] == [True, True, False]  # last one records
     assert doc["status"] == "complete", "a failed background quality never fails the video"
@@ -554,6 +554,54 @@ def test_failing_background_quality_is_retried_then_recorded_without_failing_the
     assert mirror.is_endlist and uris(mirror) == [
         f"../720p/{u}" for u in uris(media_playlist(bucket, vid, "720p"))
     ]
+
+
+def test_background_quality_whose_task_is_lost_is_failed_by_the_sweep(
+    stack: LocalStack, db: firestore.Client, bucket: Bucket, media: Path, host_params: Any
+) -> None:
+    """Every attempt of the 1080p task dies with its instance (no answer, so the quality is
+    never recorded failed by the task). The sweep settles it once it made no progress for
+    QUALITY_STALL_SECONDS; the video becomes `complete` and still plays (720p pictures)."""
+    clip = make_clip(media / "lost.mp4", duration=12.0, width=1920, height=1080, crf=30)
+    # qualities start after 720p has ended, so the kill below hits only the 1080p task
+    stall_s = 15
+    host_params(QUALITIES_WITH_LIVE="false", QUALITY_STALL_SECONDS=str(stall_s))
+    vid, watch = upload(bucket, db, clip)
+    watch.wait_for(
+        lambda d: (d.get("qualityLevels") or {}).get("1080p", {}).get("status") == "encoding", 120
+    )
+    stack.kill_host()  # attempt 1 dies mid-encode
+    # while the instance is gone, attempts 2 and 3 get no answer either: the queue gives up
+    attempts = task_attempts(stack, f"{vid}-1080p")
+    stack.start_host()
+    assert [h["status"] >= 500 for h in attempts] == [True, True, True]
+    stuck = watch.latest
+    assert stuck["status"] == "ready" and stuck["qualityLevels"]["1080p"]["status"] == "encoding"
+
+    started_at: datetime = stuck["qualityLevels"]["1080p"]["startedAt"]
+
+    def since_start() -> float:
+        return (datetime.now(UTC) - started_at).total_seconds()
+
+    assert since_start() < stall_s - 2, "the test is too slow to check the bound"
+    assert stack.run_scheduled("sweep_stuck_jobs") == 200
+    assert watch.latest["qualityLevels"]["1080p"]["status"] == "encoding", "not before the stall"
+    time.sleep(stall_s + 0.5 - since_start())
+    assert stack.run_scheduled("sweep_stuck_jobs") == 200
+    doc = final(watch, 30)
+    watch.close()
+    assert doc["status"] == "complete"
+    level = doc["qualityLevels"]["1080p"]
+    assert level["status"] == "failed" and level["error"]["code"] == "quality-stalled"
+    assert "1080p" in level["error"]["message"]
+    assert doc["qualityLevels"]["720p"]["status"] == "ready"
+    mirror = media_playlist(bucket, vid, "1080p")  # still declared, still playable
+    assert mirror.is_endlist and uris(mirror) == [
+        f"../720p/{u}" for u in uris(media_playlist(bucket, vid, "720p"))
+    ]
+    # a second sweep changes nothing
+    assert stack.run_scheduled("sweep_stuck_jobs") == 200
+    assert db.collection("videos").document(vid).get().to_dict() == doc
 
 
 # --------------------------------------------------------------------------- configuration
