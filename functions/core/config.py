@@ -42,6 +42,18 @@ VEO_MODEL = params.StringParam(
     default="veo-3.0-fast-generate-001",
     description="Google Veo model (creations, long-form).",
 )
+# Below the 540 s timeout of the event-triggered jobs, so a slow generation ends as a clear
+# `provider-timeout` (and the Replicate prediction is canceled) before the instance is killed.
+PROVIDER_TIMEOUT_SECONDS = params.IntParam(
+    "PROVIDER_TIMEOUT_SECONDS",
+    default=420,
+    description="Longest one generation may take at a provider (Replicate prediction, Veo operation, OpenAI request); then the job fails with provider-timeout.",
+)
+PROVIDER_REQUEST_TIMEOUT_SECONDS = params.IntParam(
+    "PROVIDER_REQUEST_TIMEOUT_SECONDS",
+    default=30,
+    description="Timeout of one HTTP request to Replicate or Veo (create, poll); a hung request is retried, then fails with provider-unavailable.",
+)
 
 # --- fetching ------------------------------------------------------------------------
 ALLOWED_FETCH_HOSTS = params.ListParam(

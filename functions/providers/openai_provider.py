@@ -55,7 +55,8 @@ class OpenAIProvider:
         self.client = openai.OpenAI(
             api_key=api_key,
             base_url=base_url or None,
-            timeout=timeout_s,
+            # the SDK retries timed-out requests: the whole call stays within `timeout_s`
+            timeout=timeout_s / (max_retries + 1),
             max_retries=max_retries,
         )
 

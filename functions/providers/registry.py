@@ -69,6 +69,8 @@ def _build(name: str, kind: Kind) -> MediaProvider:
         return LocalProvider()
     allowed = list(config.ALLOWED_FETCH_HOSTS.value)
     max_bytes = int(config.MAX_FETCH_BYTES.value)
+    deadline_s = float(config.PROVIDER_TIMEOUT_SECONDS.value)
+    request_timeout_s = float(config.PROVIDER_REQUEST_TIMEOUT_SECONDS.value)
     if name == "replicate":
         from providers.replicate_provider import ReplicateProvider
 
@@ -77,7 +79,9 @@ def _build(name: str, kind: Kind) -> MediaProvider:
             image_model=config.REPLICATE_IMAGE_MODEL.value,
             video_model=config.REPLICATE_VIDEO_MODEL.value,
             base_url=_env("REPLICATE_BASE_URL"),
+            timeout_s=deadline_s,
             allowed_hosts=allowed,
+            request_timeout_s=request_timeout_s,
             max_bytes=max_bytes,
         )
     if name == "openai":
@@ -89,6 +93,7 @@ def _build(name: str, kind: Kind) -> MediaProvider:
             api_key=_require(config.OPENAI_API_KEY.value, "OPENAI_API_KEY"),
             model=config.OPENAI_IMAGE_MODEL.value,
             base_url=_env("OPENAI_BASE_URL"),
+            timeout_s=deadline_s,
             allowed_hosts=allowed,
             max_bytes=max_bytes,
         )
@@ -100,6 +105,8 @@ def _build(name: str, kind: Kind) -> MediaProvider:
         api_key=_require(config.GEMINI_API_KEY.value, "GEMINI_API_KEY"),
         model=config.VEO_MODEL.value,
         base_url=_env("GEMINI_BASE_URL"),
+        timeout_s=deadline_s,
+        request_timeout_s=request_timeout_s,
         allowed_hosts=allowed,
         max_bytes=max_bytes,
     )

@@ -253,6 +253,45 @@ def test_provider_faults_end_in_a_clear_terminal_state(
         assert final["error"]["message"]
 
 
+def test_provider_timeouts_fail_the_job_within_the_configured_bounds(
+    chaos, cdb, seed, provider_api
+):
+    """A create request that hangs, and a prediction that never finishes: each job fails
+    with a clear code within its bound, and the abandoned prediction is canceled."""
+    with chaos.host_params(PROVIDER_REQUEST_TIMEOUT_SECONDS="1", PROVIDER_TIMEOUT_SECONDS="3"):
+        jobs = {
+            marker: job_doc(
+                "video_generation_jobs",
+                seed,
+                text=f"a harbour [api:{marker}]",
+                provider="replicate",
+            )
+            for marker in ("hang", "slow")
+        }
+        refs = {
+            m: cdb.collection("video_generation_jobs").document(j) for m, (j, _) in jobs.items()
+        }
+        started = time.monotonic()
+        for marker, (_, doc) in jobs.items():
+            refs[marker].set(doc)
+        finals = {
+            m: wait_until(
+                lambda r=r: (d := r.get().to_dict()) and d.get("status") in TERMINAL and d,
+                timeout_s=60,
+            )
+            for m, r in refs.items()
+        }
+        elapsed = time.monotonic() - started
+    assert finals["hang"]["status"] == "failed", finals["hang"]
+    assert finals["hang"]["error"]["code"] == "provider-unavailable"
+    assert finals["slow"]["status"] == "failed", finals["slow"]
+    assert finals["slow"]["error"]["code"] == "provider-timeout"
+    assert "did not finish within 3s" in finals["slow"]["error"]["message"]
+    assert elapsed < 30, "bounded by the provider timeouts, not by the function's"
+    [prediction] = provider_api.predictions_for("a harbour [api:slow]")
+    assert prediction.canceled, "the abandoned prediction was canceled (it costs money)"
+
+
 # --- ffmpeg crashing or hanging ------------------------------------------------------------
 
 

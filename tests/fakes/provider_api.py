@@ -25,6 +25,8 @@ requests whatever their prompt. Names:
 - ``500``        the create request answers 500.
 - ``hang``       the create request answers only after ``hang_s`` seconds (longer than
                  the client's timeout).
+- ``slow``       Replicate / Veo: the prediction or operation never finishes (until a
+                 Replicate prediction is canceled).
 - ``malformed``  the create request answers 200/201 with a body that is not JSON.
 - ``expired``    the output URL answers 404 (Replicate / OpenAI url output).
 - ``aborted``    Replicate: the prediction ends with status ``aborted``.
@@ -209,6 +211,11 @@ class FakeProviderAPI:
                 for r in self.requests
                 if path_part in r.path and (method is None or r.method == method)
             ]
+
+    def predictions_for(self, prompt: str) -> list[_Job]:
+        """The predictions / operations created for this prompt (canceled or not)."""
+        with self._lock:
+            return [j for j in self._jobs.values() if j.input.get("prompt") == prompt]
 
     def _scenario_for_create(self, prompt: str) -> str | None:
         with self._lock:
@@ -426,7 +433,7 @@ class _Handler(BaseHTTPRequestHandler):
             return pred
         if job.polls == 0:
             return pred
-        if job.polls < self.fake.polls_until_done:
+        if job.polls < self.fake.polls_until_done or job.scenario == "slow":
             pred["status"] = "processing"
             pred["logs"] = "Using seed: 42\n 50%|█████     | 2/4\n"
             return pred
@@ -530,7 +537,7 @@ class _Handler(BaseHTTPRequestHandler):
             err = {"code": 404, "message": "Operation not found", "status": "NOT_FOUND"}
             return self._send(404, {"error": err})
         job.polls += 1
-        if job.polls < self.fake.polls_until_done:
+        if job.polls < self.fake.polls_until_done or job.scenario == "slow":
             return self._send(200, {"name": name, "done": False})
         if job.scenario == "fail":
             err = {"code": 13, "message": "Internal error while generating the video."}

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_configuration_doc_is_up_to_date():
+def config_doc() -> Any:
     spec = importlib.util.spec_from_file_location("config_doc", ROOT / "scripts" / "config_doc.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_configuration_doc_is_up_to_date():
+    module = config_doc()
     expected = module.render()
     actual = (ROOT / "docs" / "configuration.md").read_text()
     assert actual == expected, (
@@ -21,13 +27,31 @@ def test_configuration_doc_is_up_to_date():
 
 
 def test_every_param_has_a_description():
-    spec = importlib.util.spec_from_file_location("config_doc", ROOT / "scripts" / "config_doc.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = config_doc()
     missing = [
         p["name"]
         for p in module.manifest()["params"]
         if p["type"] != "secret" and not p.get("description")
     ]
     assert not missing, f"params without a description: {missing}"
+
+
+def test_a_provider_deadline_ends_before_the_function_is_killed():
+    """Every function that calls a provider outlives PROVIDER_TIMEOUT_SECONDS plus a create
+    request (PROVIDER_REQUEST_TIMEOUT_SECONDS) and a download (60 s): a slow generation then
+    ends as `provider-timeout` with the prediction canceled, not as a killed instance that
+    the sweep reports 15 minutes later."""
+    module = config_doc()
+    manifest = module.manifest()
+    defaults = {p["name"]: p.get("default") for p in manifest["params"]}
+    needed = (
+        defaults["PROVIDER_TIMEOUT_SECONDS"] + defaults["PROVIDER_REQUEST_TIMEOUT_SECONDS"] + 60
+    )
+    callers = {
+        name: int(e["timeoutSeconds"])
+        for name, e in manifest["endpoints"].items()
+        if e.get("secretEnvironmentVariables")
+    }
+    assert "handle_video_generation" in callers and "creationworker" in callers
+    too_short = {name: t for name, t in callers.items() if t < needed}
+    assert not too_short, f"functions killed before the provider deadline ({needed} s): {too_short}"
