@@ -156,19 +156,20 @@ class Job:
         ok = _write_if_owner(
             self.ref,
             self.claim_id,
-            {
-                "status": "failed",
-                "error": {
-                    "code": error.code,
-                    "message": error.message,
-                    "retryable": error.retryable,
-                },
-                "completedAt": now(),
-                "updatedAt": now(),
-            },
+            failed_fields(error.code, error.message, retryable=error.retryable, at=now()),
         )
         self.warn("job failed", errorCode=error.code, error=error.message)
         return ok
+
+
+def failed_fields(code: str, message: str, *, retryable: bool, at: datetime) -> dict[str, Any]:
+    """The fields every job kind writes when it ends `failed` (docs/job-status.md)."""
+    return {
+        "status": "failed",
+        "error": {"code": code, "message": message, "retryable": retryable},
+        "completedAt": at,
+        "updatedAt": at,
+    }
 
 
 class LostClaim(Exception):

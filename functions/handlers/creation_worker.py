@@ -37,6 +37,7 @@ from core.lifecycle import (
     Job,
     LostClaim,
     claim,
+    failed_fields,
     now,
     renewing,
     validate,
@@ -244,12 +245,8 @@ def fail_and_refund(ref: firestore.DocumentReference, claim_id: str, err: JobErr
 
     def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any]:
         refund_fields = ledger.refund(tx, ref, data, reason=err.code)
-        t = now()
         return {
-            "status": "failed",
-            "error": {"code": err.code, "message": err.message, "retryable": err.retryable},
-            "completedAt": t,
-            "updatedAt": t,
+            **failed_fields(err.code, err.message, retryable=err.retryable, at=now()),
             **refund_fields,
         }
 

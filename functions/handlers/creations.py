@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core import config, ledger
 from core.clients import bucket, db, init_app
-from core.lifecycle import now
+from core.lifecycle import failed_fields, now
 from core.runtime import REGION
 from handlers import sweep
 
@@ -403,17 +403,7 @@ def fail_pending(creation_id: str, code: str, message: str) -> bool:
         if not snap.exists or data.get("status") != "pending":
             return False
         fields = ledger.refund(tx, ref, data, reason=code)
-        t = now()
-        tx.update(
-            ref,
-            {
-                "status": "failed",
-                "error": {"code": code, "message": message, "retryable": True},
-                "completedAt": t,
-                "updatedAt": t,
-                **fields,
-            },
-        )
+        tx.update(ref, {**failed_fields(code, message, retryable=True, at=now()), **fields})
         return True
 
     return bool(run(db().transaction(max_attempts=20)))

@@ -24,7 +24,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from core.clients import db
-from core.lifecycle import lease_duration, now
+from core.lifecycle import failed_fields, lease_duration, now
 
 # (tx, job ref, job data, error code) -> extra fields for the job's failure update. It may
 # read and write other documents with `tx` (e.g. a refund's ledger entry), never the job.
@@ -153,10 +153,7 @@ def _fail(
         tx.update(
             ref,
             {
-                "status": "failed",
-                "error": {"code": code, "message": message, "retryable": True},
-                "completedAt": t,
-                "updatedAt": t,
+                **failed_fields(code, message, retryable=True, at=t),
                 "claimId": None,
                 **(extra or {}),
             },

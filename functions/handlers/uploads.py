@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core import config, runtime, storage
 from core.clients import bucket, bucket_name, db, init_app
 from core.errors import InvalidInput, JobError, MediaError
-from core.lifecycle import lease_duration, now, work_dir
+from core.lifecycle import failed_fields, lease_duration, now, work_dir
 from handlers.sweep import SweptCollection, register
 from media.frames import thumbnail_time
 from media.hls import publish
@@ -791,10 +791,8 @@ def fail_video(run: VideoRun, error: JobError) -> None:
                     }
                 )
         return {
-            "status": "failed",
-            "error": {"code": error.code, "message": error.message, "retryable": error.retryable},
+            **failed_fields(error.code, error.message, retryable=error.retryable, at=t),
             "qualityLevels": levels,
-            "completedAt": t,
             "leaseExpiresAt": None,
         }
 
