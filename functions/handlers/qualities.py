@@ -305,15 +305,7 @@ def swap(ref: firestore.DocumentReference, quality: str) -> None:
 def record_failure(video_id: str, quality: str, error: JobError) -> None:
     """The last attempt failed: the quality is `failed`; the video is not."""
     ref = video_ref(video_id)
-    _set_level(
-        ref,
-        quality,
-        {
-            "status": publish.FAILED,
-            "failedAt": now(),
-            "error": {"code": error.code, "message": error.message},
-        },
-    )
+    _set_level(ref, quality, _failed_level(error.code, error.message, now()))
     logger.warn(
         "quality failed after its last attempt",
         jobId=video_id,
@@ -368,15 +360,11 @@ def _fail_stalled(
         failed = _stalled(data, level, t, stall)  # again: a task may have progressed since
         if not failed:
             return None
-        return {
-            "status": publish.FAILED,
-            "failedAt": t,
-            "error": {
-                "code": "quality-stalled",
-                "message": f"the background encode of {quality} stopped without finishing "
-                "(its task was lost); the video plays in the other qualities",
-            },
-        }
+        message = (
+            f"the background encode of {quality} stopped without finishing (its task was "
+            "lost); the video plays in the other qualities"
+        )
+        return _failed_level("quality-stalled", message, t)
 
     _modify_level(ref, quality, change)
     return failed
@@ -434,6 +422,11 @@ def _chunk_done(ref: firestore.DocumentReference, quality: str, index: int, tota
 
     _modify_level(ref, quality, change)
     return finisher
+
+
+def _failed_level(code: str, message: str, at: datetime) -> dict[str, Any]:
+    """A background quality's fields once it is `failed` (the video itself is not)."""
+    return {"status": publish.FAILED, "failedAt": at, "error": {"code": code, "message": message}}
 
 
 def _set_level(ref: firestore.DocumentReference, quality: str, fields: dict[str, Any]) -> None:
