@@ -41,6 +41,26 @@ def provider_api() -> Iterator[FakeProviderAPI]:
         yield api
 
 
+def make_stack_settings(
+    project_id: str, state_dir: Path, provider_api: FakeProviderAPI, *, lease_s: int
+) -> StackSettings:
+    """A local stack for tests: schedules run on demand only, task backoff shrunk, the fake
+    provider API wired in, and a job lease of `lease_s` seconds."""
+    return StackSettings(
+        project_id=project_id,
+        state_dir=state_dir,
+        run_schedules=False,
+        task_backoff_scale=0.02,
+        # Jobs use the offline provider by default; a job may name `provider: replicate` to go
+        # through the real Replicate adapter against the fake API (override allowed in tests only).
+        host_env={
+            **provider_api.env(),
+            "JOB_LEASE_SECONDS": str(lease_s),
+            **PROVIDER_OVERRIDE_ENV,
+        },
+    )
+
+
 @pytest.fixture(scope="session")
 def stack(
     tmp_path_factory: pytest.TempPathFactory, provider_api: FakeProviderAPI
@@ -50,14 +70,8 @@ def stack(
     Providers default to the offline `local` adapter (no keys set). Tests that exercise
     the real adapters point them at the fake API per job (see tests/integration).
     """
-    settings = StackSettings(
-        project_id="demo-media-backend",
-        state_dir=tmp_path_factory.mktemp("stack"),
-        run_schedules=False,
-        task_backoff_scale=0.02,
-        # Jobs use the offline provider by default; a job may name `provider: replicate` to go
-        # through the real Replicate adapter against the fake API (override allowed in tests only).
-        host_env={**provider_api.env(), "JOB_LEASE_SECONDS": "900", **PROVIDER_OVERRIDE_ENV},
+    settings = make_stack_settings(
+        "demo-media-backend", tmp_path_factory.mktemp("stack"), provider_api, lease_s=900
     )
     with LocalStack(settings) as running, running.env():
         yield running

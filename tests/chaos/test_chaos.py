@@ -23,7 +23,8 @@ from google.cloud import firestore, storage
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from local_stack.stack import LocalStack, StackSettings
+from local_stack.stack import LocalStack
+from tests.conftest import make_stack_settings
 from tests.fakes.provider_api import FakeProviderAPI
 from tests.media_factory import make_clip, make_image
 from tests.watch import DocWatcher, wait_until
@@ -37,18 +38,8 @@ TERMINAL = ("completed", "failed")
 def chaos(
     tmp_path_factory: pytest.TempPathFactory, provider_api: FakeProviderAPI
 ) -> Iterator[LocalStack]:
-    settings = StackSettings(
-        project_id="demo-chaos",
-        state_dir=tmp_path_factory.mktemp("chaos-stack"),
-        run_schedules=False,
-        task_backoff_scale=0.02,
-        host_env={
-            **provider_api.env(),
-            "JOB_LEASE_SECONDS": str(LEASE_S),
-            "MEDIA_PROVIDER": "local",
-            "ALLOW_PROVIDER_OVERRIDE": "true",
-            "REPLICATE_API_TOKEN": "r8_local_fake_token",
-        },
+    settings = make_stack_settings(
+        "demo-chaos", tmp_path_factory.mktemp("chaos-stack"), provider_api, lease_s=LEASE_S
     )
     with LocalStack(settings) as stack, stack.env():
         yield stack
