@@ -90,3 +90,14 @@ def wait_until(
         if time.monotonic() > end:
             raise TimeoutError(f"{what} not met within {timeout_s}s")
         time.sleep(interval_s)
+
+
+def run_job(
+    ref: firestore.DocumentReference, doc: dict[str, Any], timeout_s: float = 90
+) -> tuple[dict[str, Any], DocWatcher]:
+    """Write a job document the way a frontend does (listener attached first) and wait for
+    its terminal state; the watcher keeps every state it saw."""
+    with DocWatcher(ref) as watch:
+        ref.set(doc)
+        final = watch.wait_terminal(timeout_s)
+    return final, watch

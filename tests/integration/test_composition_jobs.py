@@ -21,7 +21,7 @@ from google.cloud import firestore, storage
 from local_stack.stack import LocalStack
 from media.process import run_ffmpeg, run_ffprobe
 from tests.media_factory import make_audio, make_clip
-from tests.watch import DocWatcher, wait_until
+from tests.watch import run_job, wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -106,15 +106,6 @@ def new_job(
     }
     doc.update(overrides)
     return db.collection(COLLECTION).document(job_id), doc
-
-
-def run_job(
-    ref: firestore.DocumentReference, doc: dict, timeout_s: float = 90
-) -> tuple[dict, DocWatcher]:
-    with DocWatcher(ref) as watch:
-        ref.set(doc)
-        final = watch.wait_terminal(timeout_s)
-    return final, watch
 
 
 def fetch_output(bucket: storage.Bucket, final: dict, tmp_path: Path) -> Path:

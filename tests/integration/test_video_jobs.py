@@ -21,7 +21,7 @@ from media.probe import probe
 from media.process import run_ffprobe
 from tests.fakes.provider_api import FakeProviderAPI
 from tests.media_factory import make_image
-from tests.watch import DocWatcher, wait_until
+from tests.watch import run_job, wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -61,15 +61,6 @@ def new_job(
     }
     doc.update(overrides)
     return db.collection(COLLECTION).document(job_id), doc
-
-
-def run_job(
-    ref: firestore.DocumentReference, doc: dict, timeout_s: float = 90
-) -> tuple[dict, DocWatcher]:
-    with DocWatcher(ref) as watch:
-        ref.set(doc)
-        final = watch.wait_terminal(timeout_s)
-    return final, watch
 
 
 def streams(path: Path) -> dict[str, dict]:
