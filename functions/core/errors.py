@@ -8,6 +8,11 @@ terminal `failed` status with `error {code, message}`. `retryable` tells the lif
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class JobError(Exception):
     """A failure with a stable code that ends up on the job document."""
@@ -81,3 +86,11 @@ def named(err: JobError, field: str) -> JobError:
     if not err.message.startswith(f"{field}:"):
         err.message = f"{field}: {err.message}"
     return err
+
+
+def validation_problems(exc: ValidationError, root: str) -> list[str]:
+    """`field.path: reason` for the first five problems of a pydantic error (`root` names
+    a problem with the whole object)."""
+    return [
+        f"{'.'.join(str(p) for p in err['loc']) or root}: {err['msg']}" for err in exc.errors()[:5]
+    ]

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ValidationError
 
 from core import config
 from core.clients import db
-from core.errors import InvalidInput, JobError
+from core.errors import InvalidInput, JobError, validation_problems
 
 TERMINAL = ("completed", "failed")
 T = TypeVar("T", bound=BaseModel)
@@ -331,10 +331,7 @@ def validate(model: type[T], data: dict[str, Any]) -> T:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'document'}: {err['msg']}"
-            for err in exc.errors()[:5]
-        )
+        problems = "; ".join(validation_problems(exc, "document"))
         raise InvalidInput(f"invalid job document: {problems}") from exc
 
 

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core import config, ledger
 from core.clients import bucket, db, init_app
+from core.errors import validation_problems
 from core.lifecycle import failed_fields, now
 from core.runtime import REGION
 from handlers import sweep
@@ -179,10 +180,7 @@ def parse(model: type[BaseModel], payload: object) -> Any:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg']}"
-            for err in exc.errors()[:5]
-        ]
+        problems = validation_problems(exc, "request")
         raise BadRequest(
             "; ".join(problems), {"fields": sorted({p.split(":")[0] for p in problems})}
         ) from exc

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core import config, storage
 from core.clients import db, init_app
-from core.errors import JobError, MediaError
+from core.errors import JobError, MediaError, validation_problems
 from core.lifecycle import lease_duration, now, renewing, work_dir
 from core.runtime import REGION
 from handlers.sweep import SweptCollection, register
@@ -112,10 +112,7 @@ def _parse(model: type[BaseModel], data: object) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}"
-            for e in exc.errors()[:5]
-        )
+        problems = "; ".join(validation_problems(exc, "request"))
         raise _error(https_fn.FunctionsErrorCode.INVALID_ARGUMENT, problems) from exc
 
 
