@@ -267,7 +267,10 @@ def test_1080p_upload_is_playable_early_and_upgrades_to_1080p(
         assert uris(v) == [f"../720p/{u}" for u in uris(final_live)[:k]]
         assert [s.duration for s in v.segments] == [s.duration for s in final_live.segments[:k]]
         assert not v.is_endlist or k == len(final_live.segments)
-    assert mirror_versions[-2].is_endlist, "the mirror had ENDLIST before the swap"
+    assert mirror_versions[-2].is_endlist, (
+        "the mirror had ENDLIST before the swap; versions seen (type, ENDLIST, segments): "
+        f"{[(v.playlist_type, v.is_endlist, len(v.segments)) for v in mirror_versions]}"
+    )
     swapped = mirror_versions[-1]
     assert swapped.playlist_type == "vod" and swapped.is_endlist
 
