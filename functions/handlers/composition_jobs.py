@@ -36,7 +36,7 @@ from core import config, storage
 from core.errors import InvalidInput, JobError, MediaError, named
 from core.lifecycle import Job, run_job, work_dir
 from core.safe_fetch import check_document_urls, fetch_url
-from handlers.video_jobs import ID_PATTERN, MAX_URL_LENGTH
+from core.vocabulary import MAX_URL_LENGTH, Id, Url
 from media.compose import DEFAULT_CROSSFADE_S, AudioMode
 from media.compose_run import compose
 from media.probe import MediaInfo, probe
@@ -50,14 +50,14 @@ class ClipRef(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     scene_number: int = Field(ge=0, le=100_000, strict=True)
-    video_url: str = Field(min_length=1, max_length=MAX_URL_LENGTH)
+    video_url: Url
     duration: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class CompositionJob(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    user_id: str = Field(pattern=ID_PATTERN)
+    user_id: Id
     clips: list[ClipRef] = Field(min_length=1)
     audio_url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
     include_crossfade: bool = Field(default=False, strict=True)

@@ -44,7 +44,8 @@ from core.lifecycle import (
     work_dir,
     write_while_owner,
 )
-from handlers.creations import COLLECTION, ID_RE, creation_ref, estimated_seconds
+from core.vocabulary import Id, is_id
+from handlers.creations import COLLECTION, creation_ref, estimated_seconds
 from media.frames import make_thumbnail
 from media.probe import probe
 from providers.base import VideoRequest
@@ -76,7 +77,7 @@ Outcome = Literal["draft", "failed", "retry", "skipped", "lost"]
 class CreationSpec(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    userId: str = Field(pattern=ID_RE.pattern)
+    userId: Id
     prompt: str = Field(min_length=1, max_length=4000)
     aspectRatio: Literal["16:9", "9:16"]
     duration: Literal[4, 6, 8]
@@ -94,7 +95,7 @@ def handle(req: https_fn.CallableRequest[Any]) -> None:
     """Entry point of the `creationworker` task function."""
     data = req.data if isinstance(req.data, dict) else {}
     cid = data.get("creationId")
-    if not isinstance(cid, str) or not ID_RE.match(cid):
+    if not isinstance(cid, str) or not is_id(cid):
         logger.error("creation task without a valid creationId", data=repr(req.data)[:200])
         return  # retrying a malformed task cannot help
     retries = req.raw_request.headers.get("X-CloudTasks-TaskRetryCount", "0")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from core.clients import bucket, db, init_app
 from core.errors import validation_problems
 from core.lifecycle import failed_fields, now
 from core.runtime import REGION
+from core.vocabulary import Id, is_id
 from handlers import sweep
 
 COLLECTION = "creations"
@@ -57,7 +57,6 @@ MAX_PROMPT_CHARS = 2000
 DRAFT_STATES = ("pending", "processing", "draft", "failed")
 DELETABLE_STATES = ("draft", "failed")
 PAGE_DEFAULT, PAGE_MAX = 20, 50
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 CREATE_TX_ATTEMPTS = 50  # many creates of one user contend on users/{uid}; see docs
 
 # The fields a client sees (internal lifecycle fields such as claimId stay private).
@@ -168,7 +167,7 @@ class ListRequest(BaseModel):
 class IdRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    creationId: str = Field(pattern=ID_RE.pattern)
+    creationId: Id
 
 
 def parse(model: type[BaseModel], payload: object) -> Any:
@@ -577,7 +576,7 @@ def on_deleted(creation_id: str, data: dict[str, Any] | None) -> None:
     """A creation document was deleted (callable, or a client under the security rules):
     remove its media. Idempotent (deleting an empty prefix does nothing)."""
     uid = (data or {}).get("userId")
-    if isinstance(uid, str) and ID_RE.match(uid) and ID_RE.match(creation_id):
+    if is_id(uid) and is_id(creation_id):
         removed = remove_media(uid, creation_id)
         if removed:
             logger.info(

@@ -31,6 +31,7 @@ from firebase_functions import logger, options
 from flask import Request, Response
 
 from core.clients import init_app
+from core.vocabulary import ID_CHARS
 from handlers import creations
 from handlers.creations import BadRequest, OperationError, Unauthenticated
 
@@ -41,9 +42,9 @@ PREFIX = "/api/generate"
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/video/?$"), "create"),
     ("GET", re.compile(r"^/drafts/?$"), "list"),
-    ("GET", re.compile(r"^/video/(?P<id>[A-Za-z0-9_-]{1,128})/?$"), "get"),
-    ("DELETE", re.compile(r"^/video/(?P<id>[A-Za-z0-9_-]{1,128})/?$"), "delete"),
-    ("POST", re.compile(r"^/video/(?P<id>[A-Za-z0-9_-]{1,128})/publish/?$"), "publish"),
+    ("GET", re.compile(rf"^/video/(?P<id>{ID_CHARS})/?$"), "get"),
+    ("DELETE", re.compile(rf"^/video/(?P<id>{ID_CHARS})/?$"), "delete"),
+    ("POST", re.compile(rf"^/video/(?P<id>{ID_CHARS})/publish/?$"), "publish"),
 ]
 
 

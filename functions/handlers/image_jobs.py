@@ -19,25 +19,25 @@ from core.clients import db
 from core.errors import InvalidInput, JobError
 from core.lifecycle import Job, run_job, work_dir
 from core.safe_fetch import fetch_url
+from core.vocabulary import Id
 from media.images import composite_product, image_size
 from providers.base import ImageRequest
 from providers.registry import get_provider
 
 COLLECTION = "image_generation_jobs"
 IMAGE_SIZE = (1280, 720)
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 
 
 class ImageJob(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    user_id: str = Field(pattern=ID_PATTERN)
-    storyboard_id: str = Field(pattern=ID_PATTERN)
-    scene_id: str = Field(pattern=ID_PATTERN)
+    user_id: Id
+    storyboard_id: Id
+    scene_id: Id
     text: str = Field(min_length=1, max_length=4000)
     style_prompt: str = Field(default="", max_length=2000)
     use_product_composite: bool = False
-    product_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    product_id: Id | None = None
 
     @model_validator(mode="after")
     def _product_needed(self) -> ImageJob:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from firebase_admin import exceptions as admin_exceptions
 from firebase_admin import functions as admin_functions
@@ -37,15 +37,15 @@ from core.clients import db, init_app
 from core.errors import JobError, MediaError, validation_problems
 from core.lifecycle import lease_duration, now, renewing, work_dir
 from core.runtime import REGION
+from core.vocabulary import AspectRatio, Id, Resolution
 from handlers.sweep import SweptCollection, register
 from media.compose_run import stitch
 from media.frames import extract_last_frame
 from media.probe import probe
-from providers.base import AspectRatio, VideoRequest
+from providers.base import VideoRequest
 from providers.registry import get_provider
 from workflows import longform_plan as plan
 
-Resolution = Literal["480p", "720p", "1080p"]
 COLLECTION = "videoJobs"
 STEP_FUNCTION = "longformstep"
 # Cloud Tasks retries a failed step with exponential backoff: 10, 20, 40, 80 s. The last
@@ -92,7 +92,7 @@ class LongFormRequest(BaseModel):
 class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    jobId: str = Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")
+    jobId: Id
     prompt: str | None = Field(default=None, min_length=1, max_length=MAX_PROMPT_CHARS)
 
 

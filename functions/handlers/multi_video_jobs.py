@@ -53,17 +53,14 @@ from core.clients import bucket, db
 from core.errors import InvalidInput, JobError, named
 from core.lifecycle import Job, LostClaim, resume, run_job, validate, work_dir
 from core.safe_fetch import check_document_urls
+from core.vocabulary import MAX_URL_LENGTH, AspectRatio, Id, Resolution, Url
 from handlers.video_jobs import (
-    ID_PATTERN,
-    MAX_URL_LENGTH,
-    Resolution,
     VideoProviderName,
     check_duration,
     choose_provider,
     fetch_seed_image,
     generate_clip,
 )
-from providers.base import AspectRatio
 
 COLLECTION = "multi_video_jobs"
 STEP_FUNCTION = "multivideostep"  # the task queue (= function) name; no underscores allowed
@@ -73,7 +70,7 @@ class SceneSpec(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     scene_number: int = Field(ge=0, le=100_000, strict=True)
-    seed_image_url: str = Field(min_length=1, max_length=MAX_URL_LENGTH)
+    seed_image_url: Url
     duration: float = Field(gt=0, allow_inf_nan=False, strict=True)
     description: str = Field(default="", max_length=4000)
 
@@ -81,7 +78,7 @@ class SceneSpec(BaseModel):
 class MultiVideoJob(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    user_id: str = Field(pattern=ID_PATTERN)
+    user_id: Id
     scenes: list[SceneSpec] = Field(min_length=1)
     audio_url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
     aspect_ratio: AspectRatio = "16:9"
@@ -102,7 +99,7 @@ class MultiVideoJob(BaseModel):
 class StepPayload(BaseModel):
     """What a `multivideostep` task carries."""
 
-    job_id: str = Field(pattern=ID_PATTERN)
+    job_id: Id
     claim_id: str = Field(min_length=1, max_length=500)
     scene_number: int = Field(ge=0)
 

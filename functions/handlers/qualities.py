@@ -48,6 +48,7 @@ from core import config, storage
 from core.clients import bucket, db
 from core.errors import JobError, MediaError
 from core.lifecycle import now, work_dir
+from core.vocabulary import Id
 from handlers import sweep
 from handlers.uploads import (
     COLLECTION,
@@ -94,7 +95,7 @@ FAULT_METADATA = "streamTestFault"
 class QualityTask(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    videoId: str = Field(pattern=publish.ID_PATTERN.pattern)
+    videoId: Id
     quality: str = Field(pattern=r"^[0-9]{3,4}p$")
     chunk: int | None = Field(default=None, ge=0)
     action: Literal["encode", "swap"] = "encode"

@@ -48,6 +48,7 @@ from core import config, runtime, storage
 from core.clients import bucket, bucket_name, db, init_app
 from core.errors import InvalidInput, JobError, MediaError
 from core.lifecycle import failed_fields, lease_duration, now, work_dir
+from core.vocabulary import Id
 from handlers.sweep import SweptCollection, register
 from media.frames import thumbnail_time
 from media.hls import publish
@@ -810,7 +811,7 @@ def fail_video(run: VideoRun, error: JobError) -> None:
 class ContinuePayload(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    videoId: str = Field(pattern=publish.ID_PATTERN.pattern)
+    videoId: Id
     claimId: str = Field(min_length=1, max_length=200)
     startNumber: int = Field(ge=0)
 

@@ -31,27 +31,25 @@ from core.clients import db
 from core.errors import InvalidInput, JobError, MediaError, ProviderError, named
 from core.lifecycle import Job, run_job, work_dir
 from core.safe_fetch import fetch_url
+from core.vocabulary import RESOLUTIONS, AspectRatio, Id, Resolution, Url
 from media.probe import MediaInfo, probe
-from providers.base import AspectRatio, MediaProvider, VideoRequest
+from providers.base import MediaProvider, VideoRequest
 from providers.registry import get_provider
 
 COLLECTION = "video_generation_jobs"
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
-Resolution = Literal["480p", "720p", "1080p"]
 VideoProviderName = Literal["local", "replicate", "veo"]  # the per-job override allow-list
 DEFAULT_PROMPT = "Bring this image to life with subtle, natural motion and a slow camera move."
 MAX_IMAGE_SIDE = 8192
 MAX_IMAGE_PIXELS = 40_000_000
-MAX_URL_LENGTH = 4096
 
 
 class VideoJob(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    user_id: str = Field(pattern=ID_PATTERN)
-    storyboard_id: str = Field(pattern=ID_PATTERN)
-    scene_id: str = Field(pattern=ID_PATTERN)
-    image_url: str = Field(min_length=1, max_length=MAX_URL_LENGTH)
+    user_id: Id
+    storyboard_id: Id
+    scene_id: Id
+    image_url: Url
     text: str = Field(default="", max_length=4000)
     duration: float = Field(gt=0, allow_inf_nan=False, strict=True)
     aspect_ratio: AspectRatio = "16:9"
@@ -164,11 +162,11 @@ def choose_provider(choice: str | None) -> MediaProvider:
 
 def resolution_for(requested: Resolution | None) -> Resolution:
     value = requested or (config.VIDEO_RESOLUTION.value or "720p").strip().lower()
-    if value not in ("480p", "720p", "1080p"):
+    if value not in RESOLUTIONS:
         raise JobError(
             f"VIDEO_RESOLUTION {value!r} is not 480p, 720p or 1080p", code="misconfigured"
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
 def fetch_seed_image(url: str, dest: Path, *, field: str) -> Path:

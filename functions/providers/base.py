@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-AspectRatio = Literal["16:9", "9:16", "1:1"]
+from core.vocabulary import AspectRatio, Resolution
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class VideoRequest:
     duration_s: float
     aspect_ratio: AspectRatio = "16:9"
     image: Path | None = None  # local file of the seed/first frame
-    resolution: Literal["480p", "720p", "1080p"] = "720p"
+    resolution: Resolution = "720p"
     seed: int | None = None
 
 

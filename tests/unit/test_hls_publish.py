@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from core.vocabulary import ID_RE
 from media.hls import publish
 from media.hls.ladder import SegmentGrid, plan_ladder
 from media.hls.playlists import StreamPaths
@@ -52,7 +53,7 @@ def test_derived_ids_are_valid_deterministic_and_per_generation() -> None:
     assert a == publish.derived_video_id("uploads/u1/x.mp4", 1)
     assert a != publish.derived_video_id("uploads/u1/x.mp4", 2)
     assert a != publish.derived_video_id("uploads/u2/x.mp4", 1)
-    assert publish.ID_PATTERN.match(a)
+    assert ID_RE.match(a)
 
 
 def test_rendition_spec_round_trips() -> None:

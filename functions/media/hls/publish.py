@@ -2,7 +2,7 @@
 
 * Which Storage objects are video uploads (`parse_upload`) and which `videos/{videoId}` they
   become: `uploads/{uid}/{videoId}.{ext}`; the file stem is the video id when it is a valid
-  id (`ID_PATTERN`), otherwise (or when that id is already taken by another object) the id
+  id (`core.vocabulary.ID_PATTERN`), otherwise (or when that id is already taken by another object) the id
   is derived from the object's name and generation (`derived_video_id`), so every delivery
   of the same upload picks the same id.
 * The video document's `ladder` (renditions as plain maps, `rendition_spec` /
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,11 +25,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from core.vocabulary import is_id
 from media.hls.ladder import Rendition, SegmentGrid
 from media.hls.playlists import StreamPaths
 
 UPLOADS_ROOT = "uploads"
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 VIDEO_EXTENSIONS = frozenset(
     {"mp4", "m4v", "mov", "qt", "webm", "mkv", "avi", "3gp", "mpg", "mpeg", "mts", "m2ts"}
 )
@@ -75,7 +74,7 @@ def parse_upload(path: str, generation: int, content_type: str | None) -> Upload
     if len(parts) != 3 or parts[0] != UPLOADS_ROOT:
         return None
     user_id, filename = parts[1], parts[2]
-    if not ID_PATTERN.match(user_id) or not filename:
+    if not is_id(user_id) or not filename:
         return None
     stem, dot, ext = filename.rpartition(".")
     if not dot:
@@ -83,7 +82,7 @@ def parse_upload(path: str, generation: int, content_type: str | None) -> Upload
     is_video = ext.lower() in VIDEO_EXTENSIONS or (content_type or "").lower().startswith("video/")
     if not is_video:
         return None
-    return Upload(path, generation, user_id, stem if ID_PATTERN.match(stem) else None)
+    return Upload(path, generation, user_id, stem if is_id(stem) else None)
 
 
 # --------------------------------------------------------------------------- the document
