@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from core.errors import InvalidInput, MediaError
+from media.picture import even, normalize_fps
 from media.probe import MediaInfo, VideoStream
 
 AudioMode = Literal["mix", "replace"]
@@ -50,17 +51,10 @@ DEFAULT_CROSSFADE_S = 0.5
 SAMPLE_RATE = 48000
 MUSIC_MIX_VOLUME_DB = -12.0
 MUSIC_FADE_OUT_S = 1.0
-MAX_FPS = Fraction(60)
-DEFAULT_FPS = Fraction(30)
 
 _MP4_FAMILY = ("mov", "mp4")
 _SQUARE_SARS = ("1:1", "0:1", "N/A", "")
 T = TypeVar("T")
-
-_STANDARD_RATES = tuple(
-    Fraction(r)
-    for r in ("24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60")
-)
 
 
 @dataclass(frozen=True)
@@ -198,25 +192,15 @@ def _validate_options(options: ComposeOptions, audio: AudioTrack | None) -> None
 # --- canvas -----------------------------------------------------------------------------
 
 
-def normalise_fps(fps: float) -> Fraction:
-    """A usable constant rate: the nearest standard rate when within 0.3 %, capped at 60."""
-    if not fps or not math.isfinite(fps) or fps <= 0:
-        return DEFAULT_FPS
-    nearest = min(_STANDARD_RATES, key=lambda r: abs(fps - float(r)))
-    if abs(fps - float(nearest)) / float(nearest) < 0.003:
-        return nearest
-    if fps > MAX_FPS:
-        return MAX_FPS
-    return max(Fraction(1), Fraction(fps).limit_denominator(1001))
-
-
 def choose_canvas(clips: Sequence[ClipInput]) -> Canvas:
     """The most common displayed size and frame rate among the clips (ties: earliest clip)."""
     sizes = [(_video(c).width, _video(c).height) for c in clips]
     width, height = _most_common(sizes)
-    rates = [normalise_fps(_video(c).fps) for c in clips]
+    rates = [normalize_fps(_video(c).fps) for c in clips]
     return Canvas(
-        width=max(2, width - width % 2), height=max(2, height - height % 2), fps=_most_common(rates)
+        width=even(width, at_most=width),
+        height=even(height, at_most=height),
+        fps=_most_common(rates),
     )
 
 
@@ -231,9 +215,9 @@ def display_aspect(video: VideoStream) -> float:
 def fit_inside(aspect: float, canvas_w: int, canvas_h: int) -> tuple[int, int, int, int]:
     """Scaled size (even) and pad offsets placing a picture of `aspect` centred on the canvas."""
     if aspect >= canvas_w / canvas_h:
-        w, h = canvas_w, min(canvas_h, _even(canvas_w / aspect))
+        w, h = canvas_w, min(canvas_h, even(canvas_w / aspect))
     else:
-        w, h = min(canvas_w, _even(canvas_h * aspect)), canvas_h
+        w, h = min(canvas_w, even(canvas_h * aspect)), canvas_h
     x = (canvas_w - w) // 2 // 2 * 2
     y = (canvas_h - h) // 2 // 2 * 2
     return w, h, x, y
@@ -465,7 +449,7 @@ def _plan_stream_copy(
     list_path: Path,
 ) -> CompositionPlan:
     v0 = _video(clips[0])
-    canvas = Canvas(v0.width, v0.height, normalise_fps(v0.fps))
+    canvas = Canvas(v0.width, v0.height, normalize_fps(v0.fps))
     # the concat demuxer starts each file where the previous file (its longest stream) ended
     total_s = sum(c.info.duration_s for c in clips)
     samples = round(total_s * SAMPLE_RATE)
@@ -685,10 +669,6 @@ def _parse_ratio(text: str) -> float | None:
     except (ValueError, ZeroDivisionError):
         return None
     return value if value > 0 else None
-
-
-def _even(x: float) -> int:
-    return max(2, round(x / 2) * 2)
 
 
 def _num(x: float) -> str:

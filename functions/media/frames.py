@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from core.errors import InvalidInput, MediaError
+from media.picture import even
 from media.process import run_ffmpeg, run_ffprobe
 
 _TIMEOUT_S = 120.0
@@ -35,7 +36,10 @@ def frame_at_args(video: Path, t: float, out_path: Path, *, width: int | None = 
     args = ["-ss", _ts(t), "-i", str(video), "-map", "0:v:0", "-an", "-sn", "-dn"]
     if width is not None:
         # height from the display aspect (dar), so non-square pixels come out right
-        args += ["-vf", f"scale={_even(width)}:'trunc(ow/dar/2)*2':flags=bicubic,setsar=1"]
+        args += [
+            "-vf",
+            f"scale={even(width, at_most=width)}:'trunc(ow/dar/2)*2':flags=bicubic,setsar=1",
+        ]
     if out_path.suffix.lower() in (".jpg", ".jpeg"):
         args += ["-q:v", "3"]
     return [*args, "-frames:v", "1", "-update", "1", "-f", "image2", str(out_path)]
@@ -140,10 +144,6 @@ def _written(path: Path) -> bool:
 
 def _ts(t: float) -> str:
     return f"{max(0.0, t):.6f}"
-
-
-def _even(x: int) -> int:
-    return max(2, x - x % 2)
 
 
 def _float(value: object) -> float | None:

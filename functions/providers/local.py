@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from core.errors import ContentPolicyError, InvalidInput, MediaError, TransientProviderError
 from media.animate import render_ken_burns
+from media.picture import even
 from providers.base import AspectRatio, GeneratedMedia, ImageRequest, VideoRequest
 
 _FAIL_POLICY = "[fail:content-policy]"
@@ -59,11 +60,7 @@ def video_size(aspect_ratio: AspectRatio, resolution: str = "720p") -> tuple[int
         raise InvalidInput(f"unsupported resolution {resolution!r}")
     w, h = _BASE_SIZES[aspect_ratio]
     k = _RES_SCALE[resolution]
-    return _even(w * k), _even(h * k)
-
-
-def _even(x: float) -> int:
-    return max(2, round(x / 2) * 2)
+    return even(w * k), even(h * k)
 
 
 def apply_failure_hooks(prompt: str) -> None:

@@ -24,7 +24,6 @@ from media.compose import (
     display_aspect,
     effective_crossfade_frames,
     fit_inside,
-    normalise_fps,
     plan_composition,
     xfade_offsets,
 )
@@ -225,24 +224,6 @@ def test_canvas_is_the_most_common_size_and_rate() -> None:
 def test_canvas_ties_go_to_the_first_clip_and_dimensions_are_even() -> None:
     clips = [clip(v=video(width=641, height=359, fps=25.0)), clip(v=video(fps=30.0))]
     assert choose_canvas(clips) == Canvas(640, 358, Fraction(25))
-
-
-@pytest.mark.parametrize(
-    ("fps", "expected"),
-    [
-        (30.0, Fraction(30)),
-        (29.97002997, Fraction(30000, 1001)),
-        (29.98, Fraction(30000, 1001)),
-        (23.976, Fraction(24000, 1001)),
-        (25.0, Fraction(25)),
-        (120.0, Fraction(60)),
-        (0.0, Fraction(30)),
-        (float("nan"), Fraction(30)),
-        (12.5, Fraction(25, 2)),
-    ],
-)
-def test_normalise_fps(fps: float, expected: Fraction) -> None:
-    assert normalise_fps(fps) == expected
 
 
 @pytest.mark.parametrize(

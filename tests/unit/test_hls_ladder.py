@@ -16,7 +16,6 @@ from media.hls.ladder import (
     SegmentGrid,
     displayed_size,
     ladder_for,
-    normalize_fps,
     plan_ladder,
 )
 from media.probe import probe
@@ -114,30 +113,6 @@ def test_ultrawide_1080p_needs_a_bigger_level() -> None:
     r = _by_name(plan_ladder(2560, 1080, 30))["1080p"]
     assert (r.width, r.height) == (2560, 1080)
     assert r.level == "5.0"  # 160x68 macroblocks exceed level 4.x frame size
-
-
-@pytest.mark.parametrize(
-    ("src", "expected"),
-    [
-        (None, Fraction(30)),
-        (0.0, Fraction(30)),
-        (29.87, Fraction(30000, 1001)),  # VFR phone average
-        (29.97002997, Fraction(30000, 1001)),
-        (25.0, Fraction(25)),
-        (120.0, Fraction(60)),
-        (240.0, Fraction(60)),
-        (59.94, Fraction(60000, 1001)),
-        (15.0, Fraction(15)),
-        (float("nan"), Fraction(30)),
-    ],
-)
-def test_normalize_fps(src, expected) -> None:
-    assert normalize_fps(src) == expected
-
-
-def test_normalize_fps_can_cap_at_30() -> None:
-    assert normalize_fps(60, max_fps=30) == 30
-    assert normalize_fps(Fraction(60000, 1001), max_fps=30) == Fraction(30000, 1001)
 
 
 def test_displayed_size_applies_sample_aspect_ratio(tmp_path) -> None:

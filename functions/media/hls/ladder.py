@@ -11,7 +11,7 @@ already applied; see `displayed_size`) into a list of `Rendition`s:
   source size rounded to even dimensions (named after its short side, e.g. "480p").
 * Higher rungs (1080p, 2160p) follow only while the source is at least that large and the
   rung is within `max_height`; background tasks encode them after the first one.
-* Every rendition of one upload has the same frame rate (`normalize_fps`), so all of them
+* Every rendition of one upload has the same frame rate (`media.picture.normalize_fps`), so all of them
   are cut on the same frames.
 
 Bitrates follow Apple's HLS authoring table for H.264 (1280x720 3000/4500 kb/s,
@@ -36,6 +36,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
+from media.picture import MAX_FPS, even, normalize_fps
 from media.probe import MediaInfo, VideoStream
 
 SEGMENT_SECONDS = 2.0
@@ -51,7 +52,6 @@ HIGHER_RUNGS = (1080, 2160)
 """Short sides of the renditions encoded later by background tasks."""
 
 DEFAULT_AUDIO_KBPS = 128
-MAX_FPS = 60.0
 HIGH_FPS_FACTOR = 1.5
 TS_OVERHEAD = 1.1
 """MPEG-TS packetisation overhead applied to declared bandwidths."""
@@ -62,18 +62,6 @@ _RUNG_BITRATES: dict[int, tuple[int, int]] = {
     1080: (6000, 7800),
     2160: (14000, 20000),
 }
-
-_STANDARD_RATES = (
-    Fraction(24000, 1001),
-    Fraction(24),
-    Fraction(25),
-    Fraction(30000, 1001),
-    Fraction(30),
-    Fraction(48),
-    Fraction(50),
-    Fraction(60000, 1001),
-    Fraction(60),
-)
 
 
 @dataclass(frozen=True)
@@ -213,29 +201,6 @@ def displayed_size(video: VideoStream) -> tuple[int, int]:
     return width, height
 
 
-def normalize_fps(src_fps: float | Fraction | None, *, max_fps: float = MAX_FPS) -> Fraction:
-    """A constant output frame rate for the source's (possibly variable) rate.
-
-    Unknown -> 30. Above `max_fps` -> divided by the smallest integer that brings it under.
-    Within 3% of a standard rate (23.976 ... 60) -> that rate (VFR phone footage averages
-    e.g. 29.8 fps). Otherwise the nearest whole rate (at least 1).
-    """
-    if src_fps is None or not math.isfinite(float(src_fps)) or float(src_fps) <= 0:
-        return Fraction(30)
-    rate = Fraction(src_fps).limit_denominator(1001)
-    if rate > max_fps:
-        rate = rate / math.ceil(rate / Fraction(max_fps).limit_denominator(1001))
-    best = min(_STANDARD_RATES, key=lambda r: abs(r - rate))
-    if abs(best - rate) <= best * Fraction(3, 100) and best <= max_fps:
-        return best
-    return Fraction(max(1, min(round(rate), math.floor(max_fps))))
-
-
-def _even(x: float, limit: int) -> int:
-    """`x` rounded to an even number, at most `limit` rounded down to even (no upscaling)."""
-    return max(2, min(int(x / 2 + 0.5) * 2, limit - limit % 2))
-
-
 def _rendition(
     src_w: int,
     src_h: int,
@@ -247,8 +212,8 @@ def _rendition(
     rung: int | None,
 ) -> Rendition:
     src_short, src_long = min(src_w, src_h), max(src_w, src_h)
-    short_side = _even(short_side, src_short)
-    long_side = _even(src_long * short_side / src_short, src_long)
+    short_side = even(short_side, at_most=src_short)
+    long_side = even(src_long * short_side / src_short, at_most=src_long)
     if src_w >= src_h:
         width, height = long_side, short_side
     else:

@@ -28,6 +28,7 @@ from typing import Any
 from core.vocabulary import is_id
 from media.hls.ladder import Rendition, SegmentGrid
 from media.hls.playlists import StreamPaths
+from media.picture import even
 
 UPLOADS_ROOT = "uploads"
 VIDEO_EXTENSIONS = frozenset(
@@ -190,7 +191,7 @@ def public_url(base: str, path: str) -> str:
 def thumbnail_args(src: str, at_s: float, out: Path, *, width: int = THUMBNAIL_WIDTH) -> list[str]:
     """One JPEG frame at `at_s` of `src` (a local path or an http(s) URL), `width` wide,
     height from the display aspect (rotation is applied by ffmpeg on decode)."""
-    w = max(2, width - width % 2)
+    w = even(width, at_most=width)
     return [
         "-ss", f"{max(0.0, at_s):.3f}", "-i", src, "-map", "0:v:0", "-an", "-sn", "-dn",
         "-vf", f"scale={w}:'trunc(ow/dar/2)*2':flags=bicubic,setsar=1",
