@@ -1,14 +1,19 @@
-"""Error types shared by every job type.
+"""The one exception hierarchy of the backend, and the one crash logger.
 
-A `JobError` carries a stable machine-readable `code` (what a frontend switches on)
-and a human-readable `message`. Handlers raise it; the job lifecycle turns it into a
-terminal `failed` status with `error {code, message}`. `retryable` tells the lifecycle
-(or a task queue) whether trying again could help.
+A `JobError` carries a stable machine-readable `code` (what a frontend switches on) and a
+human-readable `message`; the job lifecycle turns it into `failed` with `error {code,
+message, retryable}` (docs/job-status.md lists the codes). `retryable` says whether trying
+again could help: a task attempt (core/task_attempt.py) retries only those. Anything else
+that escapes a handler goes through `crashed`: logged with its traceback, recorded as
+`internal`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from firebase_functions import logger
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -94,3 +99,10 @@ def validation_problems(exc: ValidationError, root: str) -> list[str]:
     return [
         f"{'.'.join(str(p) for p in err['loc']) or root}: {err['msg']}" for err in exc.errors()[:5]
     ]
+
+
+def crashed(exc: BaseException, what: str, *, retryable: bool = False, **fields: Any) -> JobError:
+    """The one crash logger: log an unexpected exception (`what` crashed) with its traceback
+    and the ids in `fields`, and return the `internal` JobError to record for it."""
+    logger.error(f"{what} crashed", error=repr(exc), trace=traceback.format_exc()[-2000:], **fields)
+    return JobError(f"internal error: {type(exc).__name__}", code="internal", retryable=retryable)

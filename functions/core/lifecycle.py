@@ -1,25 +1,12 @@
-"""The one job lifecycle every job collection uses: validate, claim, progress, complete, fail.
-
-Status model (docs/job-status.md is the frontend-facing version):
+"""The one job lifecycle every job collection uses: claim, validate, progress, complete, fail.
 
     pending --claim--> processing --complete--> completed
-                           |  \\---fail------> failed
-                           \\--(lease expires: crash, timeout)--> swept by `sweep` -> failed
-                                                                 or re-claimed by a retry
+                           \\--fail--> failed      (a lease that expires: the sweep fails it)
 
-Fields written on every job document:
-    status      pending | processing | completed | failed
-    progress    integer 0-100, never decreases
-    error       {code, message} when failed
-    attempts    how many times a worker claimed the job
-    startedAt, updatedAt, completedAt   (UTC timestamps)
-    leaseExpiresAt  a claimed job not updated before this is considered abandoned
-    claimId     which delivery owns the job (the event or task id)
-
-Idempotency: `claim` is a transaction. A second delivery of the same event finds the job
-`processing` under a live lease, or already terminal, and does nothing; so a duplicated
-event does the work once. `complete`/`fail` only write while the caller still owns the
-claim, so a late worker can't overwrite what the sweep (or another worker) decided.
+`run_job` is the whole lifecycle in one call. `claim` is a transaction, so a duplicated
+event does the work once; every later write goes through the ownership check
+(core/ownership.py), so a late worker cannot overwrite what the sweep or another worker
+decided. The fields and statuses, for frontend authors: docs/job-status.md.
 """
 
 from __future__ import annotations
@@ -28,7 +15,6 @@ import shutil
 import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,7 +28,8 @@ from pydantic import BaseModel, ValidationError
 
 from core import config
 from core.clients import db
-from core.errors import InvalidInput, JobError, validation_problems
+from core.errors import InvalidInput, JobError, crashed, validation_problems
+from core.ownership import Change, LostClaim, holds_claim, write_as_owner, write_if_owner
 
 TERMINAL = ("completed", "failed")
 T = TypeVar("T", bound=BaseModel)
@@ -58,7 +45,9 @@ def lease_duration() -> timedelta:
 
 @dataclass
 class Job:
-    """A claimed job: the handle a handler uses to report progress and finish."""
+    """A claimed job: the handle a handler uses to report progress and finish. Every write
+    goes through the ownership check and renews the lease; LostClaim when the job is no
+    longer ours."""
 
     ref: firestore.DocumentReference
     data: dict[str, Any]
@@ -94,72 +83,74 @@ class Job:
             return
         self._progress = pct
         self._last_write = t
-        update = {
-            "progress": pct,
-            "updatedAt": now(),
-            "leaseExpiresAt": now() + lease_duration(),
-            **fields,
-        }
-        if not _write_if_owner(self.ref, self.claim_id, update):
-            raise LostClaim(self.id)
+        self._write(lambda tx, current: {"progress": pct, **_renewed(), **fields})
 
     def update(self, **fields: Any) -> None:
         """Write fields (and renew the lease) while this worker owns the job."""
-        if not _write_if_owner(
-            self.ref,
-            self.claim_id,
-            {"updatedAt": now(), "leaseExpiresAt": now() + lease_duration(), **fields},
-        ):
-            raise LostClaim(self.id)
+        self._write(lambda tx, current: {**_renewed(), **fields})
 
     def modify(self, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
         """Read-modify-write the job in one transaction while this worker owns it.
 
         `change(current)` gets the document as stored and returns the fields to write (None:
         only renew the lease). It may run more than once (transaction retries), so it must
-        not have side effects. `progress` is clamped to 0-99 and never lowered; the lease is
-        renewed. Returns the document as written; raises LostClaim if the job is not ours.
+        not have side effects. `progress` is clamped to 0-99 and never lowered. Returns the
+        document as written.
         """
 
-        def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any]:
-            fields = dict(change(data) or {})
+        def write(tx: firestore.Transaction, current: dict[str, Any]) -> dict[str, Any]:
+            fields = dict(change(current) or {})
             if "progress" in fields:
-                fields["progress"] = max(
-                    int(data.get("progress") or 0), min(99, int(fields["progress"]))
-                )
-            fields.update({"updatedAt": now(), "leaseExpiresAt": now() + lease_duration()})
-            return fields
+                fields["progress"] = raised_progress(current.get("progress"), fields["progress"])
+            return {**fields, **_renewed()}
 
-        written = write_while_owner(self.ref, self.claim_id, write)
-        if written is None:
-            raise LostClaim(self.id)
+        written = self._write(write)
         self._progress = max(self._progress, int(written.get("progress") or 0))
         return written
 
-    def complete(self, **outputs: Any) -> bool:
-        ok = _write_if_owner(
-            self.ref,
-            self.claim_id,
-            {
+    def complete(self, *, also: AlsoWrite | None = None, **outputs: Any) -> bool:
+        """`completed` with the outputs; `also(tx)` writes other documents (e.g. the scene
+        the output belongs to) in the same owned transaction. False if the claim was lost."""
+
+        def write(tx: firestore.Transaction, current: dict[str, Any]) -> dict[str, Any]:
+            if also is not None:
+                also(tx)
+            t = now()
+            return {
                 "status": "completed",
                 "progress": 100,
-                "completedAt": now(),
-                "updatedAt": now(),
+                "completedAt": t,
+                "updatedAt": t,
                 "error": None,
                 **outputs,
-            },
-        )
+            }
+
+        ok = write_if_owner(self.ref, holds_claim(self.claim_id), write) is not None
         self.log("job completed" if ok else "job completion discarded: claim lost")
         return ok
 
     def fail(self, error: JobError) -> bool:
-        ok = _write_if_owner(
-            self.ref,
-            self.claim_id,
-            failed_fields(error.code, error.message, retryable=error.retryable, at=now()),
-        )
+        fields = failed_fields(error.code, error.message, retryable=error.retryable, at=now())
+        ok = write_if_owner(self.ref, holds_claim(self.claim_id), lambda tx, d: fields)
         self.warn("job failed", errorCode=error.code, error=error.message)
-        return ok
+        return ok is not None
+
+    def _write(self, change: Change) -> dict[str, Any]:
+        return write_as_owner(self.ref, holds_claim(self.claim_id), change)
+
+
+AlsoWrite = Callable[[firestore.Transaction], None]
+
+
+def _renewed() -> dict[str, Any]:
+    t = now()
+    return {"updatedAt": t, "leaseExpiresAt": t + lease_duration()}
+
+
+def raised_progress(current: object, requested: float) -> int:
+    """Progress as written: within 0-99 until the job completes, and never lower (pure)."""
+    stored = int(current) if isinstance(current, int | float) else 0
+    return max(stored, min(99, int(requested)))
 
 
 def failed_fields(code: str, message: str, *, retryable: bool, at: datetime) -> dict[str, Any]:
@@ -172,8 +163,35 @@ def failed_fields(code: str, message: str, *, retryable: bool, at: datetime) -> 
     }
 
 
-class LostClaim(Exception):
-    """Another worker or the sweep took the job over; stop working on it."""
+def claim_fields(
+    data: dict[str, Any],
+    claim_id: str,
+    t: datetime,
+    lease: timedelta,
+    *,
+    allow_status: tuple[str, ...] = ("pending",),
+) -> dict[str, Any] | None:
+    """The fields that claim a job as stored (`data`) for `claim_id` at `t`, or None when
+    there is nothing to claim: terminal, owned by a live lease, already ours (a duplicate
+    delivery), or in a status the caller does not take over (pure)."""
+    status = data.get("status") or "pending"
+    if status in TERMINAL:
+        return None
+    if status == "processing":
+        expires = data.get("leaseExpiresAt")
+        if data.get("claimId") == claim_id or (expires is not None and expires > t):
+            return None
+    elif status not in allow_status:
+        return None
+    return {
+        "status": "processing",
+        "claimId": claim_id,
+        "attempts": int(data.get("attempts") or 0) + 1,
+        "startedAt": data.get("startedAt") or t,
+        "updatedAt": t,
+        "leaseExpiresAt": t + lease,
+        "progress": int(data.get("progress") or 0),
+    }
 
 
 def claim(
@@ -192,37 +210,17 @@ def claim(
         if not snap.exists:
             return None
         data = snap.to_dict() or {}
-        status = data.get("status") or "pending"
-        if status in TERMINAL:
+        fields = claim_fields(data, claim_id, now(), lease_duration(), allow_status=allow_status)
+        if fields is None:
             return None
-        if status == "processing":
-            lease = data.get("leaseExpiresAt")
-            if data.get("claimId") == claim_id or (lease is not None and lease > now()):
-                return None
-        elif status not in allow_status:
-            return None
-        attempts = int(data.get("attempts") or 0) + 1
-        t = now()
-        tx.update(
-            ref,
-            {
-                "status": "processing",
-                "claimId": claim_id,
-                "attempts": attempts,
-                "startedAt": data.get("startedAt") or t,
-                "updatedAt": t,
-                "leaseExpiresAt": t + lease_duration(),
-                "progress": int(data.get("progress") or 0),
-            },
-        )
-        uid = data.get("user_id") or data.get("userId")
+        tx.update(ref, fields)
         return Job(
             ref=ref,
             data=data,
             claim_id=claim_id,
-            attempts=attempts,
-            user_id=uid,
-            _progress=int(data.get("progress") or 0),
+            attempts=int(fields["attempts"]),
+            user_id=_user_of(data),
+            _progress=int(fields["progress"]),
         )
 
     job: Job | None = run(transaction)
@@ -242,55 +240,19 @@ def resume(ref: firestore.DocumentReference, claim_id: str) -> Job | None:
     data = snap.to_dict() or {}
     if data.get("status") != "processing" or data.get("claimId") != claim_id:
         return None
-    uid = data.get("user_id") or data.get("userId")
     return Job(
         ref=ref,
         data=data,
         claim_id=claim_id,
         attempts=int(data.get("attempts") or 1),
-        user_id=uid,
+        user_id=_user_of(data),
         _progress=int(data.get("progress") or 0),
     )
 
 
-OwnedWrite = Callable[[firestore.Transaction, dict[str, Any]], dict[str, Any] | None]
-
-
-def write_while_owner(
-    ref: firestore.DocumentReference,
-    claim_id: str,
-    write: OwnedWrite,
-    *,
-    max_attempts: int = 10,
-) -> dict[str, Any] | None:
-    """Run `write(tx, current)` in one transaction, only while `claim_id` owns the job.
-
-    The single place that checks ownership (job exists, `claimId` matches, `status` is
-    `processing`). `write` returns the fields to update (it may also write other documents
-    with `tx`, e.g. a ledger entry); it may run more than once (transaction retries), so it
-    must have no other side effects. Returns the document as written, or None when the
-    claim was lost (nothing written).
-    """
-
-    @firestore.transactional
-    def run(tx: firestore.Transaction) -> dict[str, Any] | None:
-        snap = ref.get(transaction=tx)
-        data = snap.to_dict() or {}
-        if not snap.exists or data.get("claimId") != claim_id or data.get("status") != "processing":
-            return None
-        fields = dict(write(tx, data) or {})
-        if fields:
-            tx.update(ref, fields)
-        return {**data, **fields}
-
-    written: dict[str, Any] | None = run(db().transaction(max_attempts=max_attempts))
-    return written
-
-
-def _write_if_owner(
-    ref: firestore.DocumentReference, claim_id: str, update: dict[str, Any]
-) -> bool:
-    return write_while_owner(ref, claim_id, lambda tx, current: update) is not None
+def _user_of(data: dict[str, Any]) -> str | None:
+    uid = data.get("user_id") or data.get("userId")
+    return uid if isinstance(uid, str) else None
 
 
 @contextmanager
@@ -353,8 +315,9 @@ def run_job(
 ) -> Job | None:
     """Claim, validate, run `work`, and finish the job: the whole lifecycle in one call.
 
-    `work` returns the output fields for `complete` (or None when it finished the job
-    itself, e.g. after handing the rest to a task queue). Every exception ends as a
+    `work` returns the output fields for `complete`, or None when it finished the job
+    itself (completed it with other documents in the same transaction, or handed the rest
+    to a task queue). Every exception ends as a
     terminal `failed` status; nothing escapes to the trigger (which would not be retried).
     """
     job = claim(ref, claim_id)
@@ -371,12 +334,5 @@ def run_job(
     except JobError as err:
         job.fail(err)
     except Exception as exc:
-        logger.error(
-            "job crashed",
-            jobId=job.id,
-            userId=job.user_id,
-            error=repr(exc),
-            trace=traceback.format_exc()[-2000:],
-        )
-        job.fail(JobError(f"internal error: {type(exc).__name__}", code="internal"))
+        job.fail(crashed(exc, "job", jobId=job.id, userId=job.user_id))
     return job

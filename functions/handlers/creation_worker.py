@@ -20,7 +20,6 @@ and never after it reached `draft`. A worker that dies mid-generation keeps the 
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -32,18 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from requests import exceptions as requests_exceptions
 
 from core import config, ledger, storage
-from core.errors import JobError, MediaError
-from core.lifecycle import (
-    Job,
-    LostClaim,
-    claim,
-    failed_fields,
-    now,
-    renewing,
-    validate,
-    work_dir,
-    write_while_owner,
-)
+from core.errors import JobError, MediaError, crashed
+from core.lifecycle import Job, claim, failed_fields, now, renewing, validate, work_dir
+from core.ownership import LostClaim, holds_claim, write_if_owner
 from core.vocabulary import Id, is_id
 from handlers.creations import COLLECTION, creation_ref, estimated_seconds
 from media.frames import make_thumbnail
@@ -122,12 +112,7 @@ def process(creation_id: str, attempt: int) -> Outcome:
         job.warn("claim lost; the sweep or another worker owns the creation now")
         return "lost"
     except Exception as exc:
-        err = as_job_error(exc)
-        if err.code == "internal":
-            logger.error(
-                "creation worker crashed", jobId=creation_id, userId=job.user_id,
-                error=repr(exc), trace=traceback.format_exc()[-2000:],
-            )  # fmt: skip
+        err = as_job_error(exc, jobId=creation_id, userId=job.user_id)
         if err.retryable and attempt < MAX_ATTEMPTS:
             job.warn(
                 "transient failure; will retry",
@@ -212,7 +197,9 @@ def _heartbeat(job: Job, *, expected_s: float) -> Iterator[None]:
         raise LostClaim(job.id)
 
 
-def as_job_error(exc: BaseException) -> JobError:
+def as_job_error(exc: BaseException, **ids: Any) -> JobError:
+    """What a failure means for a creation: transient Google API and network errors are
+    retried; a bug (anything else) fails and refunds at once, logged with its traceback."""
     if isinstance(exc, JobError):
         return exc
     if isinstance(exc, _TRANSIENT_API_ERRORS):
@@ -221,7 +208,7 @@ def as_job_error(exc: BaseException) -> JobError:
             code="unavailable",
             retryable=True,
         )
-    return JobError(f"internal error: {type(exc).__name__}", code="internal")
+    return crashed(exc, "creation worker", **ids)
 
 
 def release_for_retry(ref: firestore.DocumentReference, claim_id: str, err: JobError) -> bool:
@@ -238,7 +225,7 @@ def release_for_retry(ref: firestore.DocumentReference, claim_id: str, err: JobE
             "lastError": {"code": err.code, "message": err.message, "retryable": True},
         }
 
-    return write_while_owner(ref, claim_id, write) is not None
+    return write_if_owner(ref, holds_claim(claim_id), write) is not None
 
 
 def fail_and_refund(ref: firestore.DocumentReference, claim_id: str, err: JobError) -> bool:
@@ -251,7 +238,7 @@ def fail_and_refund(ref: firestore.DocumentReference, claim_id: str, err: JobErr
             **refund_fields,
         }
 
-    ok = write_while_owner(ref, claim_id, write, max_attempts=20) is not None
+    ok = write_if_owner(ref, holds_claim(claim_id), write, max_attempts=20) is not None
     (logger.warn if ok else logger.info)(
         "creation failed" if ok else "creation failure discarded: claim lost",
         jobId=ref.id, collection=COLLECTION, errorCode=err.code, error=err.message,

@@ -44,6 +44,7 @@ from core import config, ledger
 from core.clients import bucket, db, init_app
 from core.errors import validation_problems
 from core.lifecycle import failed_fields, now
+from core.ownership import write_if_owner
 from core.runtime import REGION
 from core.vocabulary import Id, is_id
 from handlers import sweep
@@ -393,17 +394,12 @@ def fail_pending(creation_id: str, code: str, message: str) -> bool:
     """Fail a creation that is still pending and refund it (one transaction)."""
     ref = creation_ref(creation_id)
 
-    @firestore.transactional
-    def run(tx: firestore.Transaction) -> bool:
-        snap = ref.get(transaction=tx)
-        data = snap.to_dict() or {}
-        if not snap.exists or data.get("status") != "pending":
-            return False
-        fields = ledger.refund(tx, ref, data, reason=code)
-        tx.update(ref, {**failed_fields(code, message, retryable=True, at=now()), **fields})
-        return True
+    def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any]:
+        refund = ledger.refund(tx, ref, data, reason=code)
+        return {**failed_fields(code, message, retryable=True, at=now()), **refund}
 
-    return bool(run(db().transaction(max_attempts=20)))
+    pending = write_if_owner(ref, lambda d: d.get("status") == "pending", write, max_attempts=20)
+    return pending is not None
 
 
 # ---------------------------------------------------------------------------------------

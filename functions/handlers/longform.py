@@ -36,6 +36,7 @@ from core import config, storage
 from core.clients import db, init_app
 from core.errors import JobError, MediaError, validation_problems
 from core.lifecycle import lease_duration, now, renewing, work_dir
+from core.ownership import LostClaim, write_as_owner
 from core.runtime import REGION
 from core.vocabulary import AspectRatio, Id, Resolution
 from handlers.sweep import SweptCollection, register
@@ -260,10 +261,6 @@ class StepRetry(https_fn.HttpsError):
         super().__init__(https_fn.FunctionsErrorCode.UNAVAILABLE, message)
 
 
-class LostClaim(Exception):
-    """The step is no longer ours (swept, replayed, or taken over by another task)."""
-
-
 @dataclass
 class StepRun:
     ref: firestore.DocumentReference
@@ -308,23 +305,12 @@ class StepRun:
     def write(self, build: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
         """In a transaction: if this worker still owns the step, write `build(job)` (None =
         nothing); returns the job as it is after the write. LostClaim otherwise."""
-        transaction = db().transaction()
-
-        @firestore.transactional
-        def run(tx: firestore.Transaction) -> dict[str, Any]:
-            snap = self.ref.get(transaction=tx)
-            data = snap.to_dict() or {}
-            if not snap.exists or not plan.owns(data, self.step, self.claim_id, self.replay):
-                raise LostClaim(self.job_id)
-            update = build(data)
-            if update:
-                tx.update(self.ref, update)
-                data.update(update)
-            return data
-
-        result: dict[str, Any] = run(transaction)
-        self.job = result
-        return result
+        self.job = write_as_owner(
+            self.ref,
+            lambda job: plan.owns(job, self.step, self.claim_id, self.replay),
+            lambda tx, job: build(job),
+        )
+        return self.job
 
     def renew(self) -> None:
         self.write(lambda _job: plan.renew_update(now(), lease_duration()))

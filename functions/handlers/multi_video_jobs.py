@@ -39,7 +39,6 @@ composition job a frontend writes next with these clips.
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,8 +49,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from core import config, runtime, storage
 from core.clients import bucket, db
-from core.errors import InvalidInput, JobError, named
-from core.lifecycle import Job, LostClaim, resume, run_job, validate, work_dir
+from core.errors import InvalidInput, JobError, crashed, named
+from core.lifecycle import Job, resume, run_job, validate, work_dir
+from core.ownership import LostClaim
 from core.safe_fetch import check_document_urls
 from core.vocabulary import MAX_URL_LENGTH, AspectRatio, Id, Resolution, Url
 from handlers.video_jobs import (
@@ -197,14 +197,13 @@ def handle_step(payload: Any, retries: int = 0) -> None:
             raise RetryStep(f"{err.code}: {err.message}") from err
         job.fail(named(err, f"scene {step.scene_number}"))
     except Exception as exc:
-        logger.error(
-            "scene step crashed",
+        crashed(
+            exc,
+            "scene step",
             jobId=job.id,
             userId=job.user_id,
             scene=step.scene_number,
             retries=retries,
-            error=repr(exc),
-            trace=traceback.format_exc()[-2000:],
         )
         if not last_attempt:
             raise RetryStep(f"internal: {type(exc).__name__}") from exc

@@ -35,7 +35,7 @@ fail-quality:<name>` makes every attempt of that quality fail (tests/integration
 from __future__ import annotations
 
 import time
-import traceback
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -46,8 +46,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core import config, storage
 from core.clients import bucket, db
-from core.errors import JobError, MediaError
+from core.errors import JobError, MediaError, crashed
 from core.lifecycle import now, work_dir
+from core.ownership import write_if_owner
 from core.vocabulary import Id
 from handlers import sweep
 from handlers.uploads import (
@@ -108,20 +109,15 @@ def handle(req: tasks_fn.CallableRequest[Any]) -> None:
         logger.error("generatequality with a malformed payload dropped", error=str(exc)[:500])
         return
     retries = retry_count(req.raw_request.headers)
-    fields = {"jobId": task.videoId, "videoId": task.videoId, "quality": task.quality}
+    fields: dict[str, Any] = {
+        "jobId": task.videoId,
+        "videoId": task.videoId,
+        "quality": task.quality,
+    }
     try:
         run_task(task)
     except Exception as exc:
-        if isinstance(exc, JobError):
-            error = exc
-        else:
-            logger.error(
-                "quality task crashed",
-                **fields,
-                error=repr(exc),
-                trace=traceback.format_exc()[-2000:],
-            )
-            error = JobError(f"internal error: {type(exc).__name__}", code="internal")
+        error = exc if isinstance(exc, JobError) else crashed(exc, "quality task", **fields)
         if retries + 1 < ATTEMPTS:
             logger.warn(
                 "quality task failed; the task queue retries it",
@@ -442,25 +438,21 @@ def _modify_level(
     change: Any,
 ) -> None:
     """Read-modify-write one entry of `qualityLevels` in a transaction (the whole map is
-    written back, so concurrent writers of other qualities are serialised, not lost)."""
-    transaction = db().transaction()
+    written back, so concurrent writers of other qualities are serialised, not lost), while
+    the video has not failed and still declares the quality."""
 
-    @firestore.transactional
-    def run(tx: firestore.Transaction) -> None:
-        snap = ref.get(transaction=tx)
-        data = snap.to_dict() or {}
-        if not snap.exists or data.get("status") == "failed":
-            return
+    def owns(data: Mapping[str, Any]) -> bool:
+        return data.get("status") != "failed" and quality in (data.get("qualityLevels") or {})
+
+    def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any] | None:
         levels = {k: dict(v) for k, v in (data.get("qualityLevels") or {}).items()}
-        if quality not in levels:
-            return
         fields = change(levels[quality])
         if not fields:
-            return
+            return None
         levels[quality].update(fields)
-        tx.update(ref, {"qualityLevels": levels, "updatedAt": now()})
+        return {"qualityLevels": levels, "updatedAt": now()}
 
-    run(transaction)
+    write_if_owner(ref, owns, write)
 
 
 def _rendition(data: dict[str, Any], quality: str) -> Rendition:

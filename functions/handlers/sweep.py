@@ -14,7 +14,7 @@ with composite indexes declared in firestore.indexes.json.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,6 +25,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from core.clients import db
 from core.lifecycle import failed_fields, lease_duration, now
+from core.ownership import write_if_owner
 
 # (tx, job ref, job data, error code) -> extra fields for the job's failure update. It may
 # read and write other documents with `tx` (e.g. a refund's ledger entry), never the job.
@@ -138,33 +139,30 @@ def _fail(
     *,
     expect: str,
 ) -> bool:
-    transaction = db().transaction()
+    """Fail one job, through the ownership check: only while it is still `expect` and its
+    lease has not been renewed since the query (a worker that just finished wins)."""
 
-    @firestore.transactional
-    def run(tx: firestore.Transaction) -> bool:
-        snap = ref.get(transaction=tx)
-        data = snap.to_dict() or {}
-        if data.get("status") != expect:
-            return False
+    def abandoned(data: Mapping[str, Any]) -> bool:
         lease = data.get("leaseExpiresAt")
-        if expect in coll.processing and lease is not None and lease >= t:
-            return False  # renewed since the query
-        extra = coll.on_failed(tx, ref, data, code) if coll.on_failed is not None else None
-        tx.update(
-            ref,
-            {
-                **failed_fields(code, message, retryable=True, at=t),
-                "claimId": None,
-                **(extra or {}),
-            },
-        )
-        logger.warn(
-            "sweep failed a job",
-            jobId=ref.id,
-            collection=coll.name,
-            userId=data.get("user_id") or data.get("userId"),
-            errorCode=code,
-        )
-        return True
+        renewed = expect in coll.processing and lease is not None and lease >= t
+        return data.get("status") == expect and not renewed
 
-    return bool(run(transaction))
+    def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any]:
+        extra = coll.on_failed(tx, ref, data, code) if coll.on_failed is not None else None
+        return {
+            **failed_fields(code, message, retryable=True, at=t),
+            "claimId": None,
+            **(extra or {}),
+        }
+
+    written = write_if_owner(ref, abandoned, write)
+    if written is None:
+        return False
+    logger.warn(
+        "sweep failed a job",
+        jobId=ref.id,
+        collection=coll.name,
+        userId=written.get("user_id") or written.get("userId"),
+        errorCode=code,
+    )
+    return True

@@ -33,8 +33,7 @@ import json
 import math
 import os
 import time
-import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,8 +45,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core import config, runtime, storage
 from core.clients import bucket, bucket_name, db, init_app
-from core.errors import InvalidInput, JobError, MediaError
+from core.errors import InvalidInput, JobError, MediaError, crashed
 from core.lifecycle import failed_fields, lease_duration, now, work_dir
+from core.ownership import LostClaim, holds_claim, write_as_owner, write_if_owner
 from core.vocabulary import Id
 from handlers.sweep import SweptCollection, register
 from media.frames import thumbnail_time
@@ -93,10 +93,6 @@ CONTINUE_RATE_LIMITS = options.RateLimits(max_concurrent_dispatches=20)
 # A crashed trigger or task leaves the lease to expire: the sweep fails the video. Once the
 # live rendition has ended the lease is cleared (null never matches the sweep's query).
 register(SweptCollection(COLLECTION, processing=ACTIVE, pending=(), created_field="createdAt"))
-
-
-class LostClaim(Exception):
-    """Another delivery (or the sweep) owns the video now; stop without writing."""
 
 
 class Retry(https_fn.HttpsError):
@@ -197,31 +193,17 @@ class VideoRun:
     def modify(self, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
         """Read-modify-write in one transaction while this claim owns the video; renews the
         lease until the live rendition has ended. `change` may run more than once."""
-        transaction = db().transaction()
 
-        @firestore.transactional
-        def run(tx: firestore.Transaction) -> dict[str, Any] | None:
-            snap = self.ref.get(transaction=tx)
-            data = snap.to_dict() or {}
-            if (
-                not snap.exists
-                or data.get("claimId") != self.claim_id
-                or data.get("status") not in ACTIVE
-            ):
-                return None
+        def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any]:
             fields = dict(change(data) or {})
             t = now()
             fields["updatedAt"] = t
             if data.get("liveEndedAt") is None and "leaseExpiresAt" not in fields:
                 fields["leaseExpiresAt"] = t + lease_duration()
-            tx.update(self.ref, fields)
-            return {**data, **fields}
+            return fields
 
-        written: dict[str, Any] | None = run(transaction)
-        if written is None:
-            raise LostClaim(self.video_id)
-        self.data = written
-        return written
+        self.data = write_as_owner(self.ref, holds_claim(self.claim_id, ACTIVE), write)
+        return self.data
 
     def update(self, **fields: Any) -> dict[str, Any]:
         return self.modify(lambda _: fields)
@@ -712,23 +694,19 @@ def finish_live(stream: LiveStream) -> None:
 
 def complete_if_settled(ref: firestore.DocumentReference) -> bool:
     """`ready` -> `complete` once the live rendition ended and every quality settled."""
-    transaction = db().transaction()
 
-    @firestore.transactional
-    def run(tx: firestore.Transaction) -> bool:
-        snap = ref.get(transaction=tx)
-        data = snap.to_dict() or {}
-        if (
-            data.get("status") != "ready"
-            or data.get("liveEndedAt") is None
-            or not publish.settled(data.get("qualityLevels") or {})
-        ):
-            return False
+    def settled(data: Mapping[str, Any]) -> bool:
+        return (
+            data.get("status") == "ready"
+            and data.get("liveEndedAt") is not None
+            and publish.settled(data.get("qualityLevels") or {})
+        )
+
+    def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any]:
         t = now()
-        tx.update(ref, {"status": "complete", "completedAt": t, "updatedAt": t})
-        return True
+        return {"status": "complete", "completedAt": t, "updatedAt": t}
 
-    done = bool(run(transaction))
+    done = write_if_owner(ref, settled, write) is not None
     if done:
         logger.info("video complete", jobId=ref.id, videoId=ref.id)
     return done
@@ -755,14 +733,7 @@ class _failing:
         if isinstance(exc, JobError):
             error = exc
         elif isinstance(exc, Exception):
-            logger.error(
-                "stream crashed",
-                jobId=run.video_id,
-                userId=run.user_id,
-                error=repr(exc),
-                trace=traceback.format_exc()[-2000:],
-            )
-            error = JobError(f"internal error: {type(exc).__name__}", code="internal")
+            error = crashed(exc, "stream", jobId=run.video_id, userId=run.user_id)
         else:
             return False  # KeyboardInterrupt / SystemExit
         fail_video(run, error)
