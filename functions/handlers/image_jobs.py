@@ -9,7 +9,6 @@ The job ends `completed` with image_url/image_path, and the scene document
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -58,7 +57,7 @@ def handle(document: firestore.DocumentReference, event_id: str) -> None:
     run_job(document, event_id, ImageJob, generate_scene_image)
 
 
-def generate_scene_image(job: Job, spec: ImageJob) -> dict[str, Any]:
+def generate_scene_image(job: Job, spec: ImageJob) -> None:
     provider = get_provider("image")
     job.progress(10, provider=provider.name)
     with work_dir(f"image-{job.id}") as tmp:
@@ -76,23 +75,21 @@ def generate_scene_image(job: Job, spec: ImageJob) -> dict[str, Any]:
         w, h = image_size(image)
     job.progress(95)
     scene = db().document(f"storyboards/{spec.storyboard_id}/scenes/{spec.scene_id}")
-    scene.set(
-        {
-            "image_url": url,
-            "image_path": path,
-            "image_job_id": job.id,
-            "updated_at": firestore.SERVER_TIMESTAMP,
-        },
-        merge=True,
-    )
-    return {
+    scene_fields = {
         "image_url": url,
         "image_path": path,
-        "width": w,
-        "height": h,
-        "provider": generated.provider,
-        "model": generated.model,
+        "image_job_id": job.id,
+        "updated_at": firestore.SERVER_TIMESTAMP,
     }
+    job.complete(
+        also=lambda tx: tx.set(scene, scene_fields, merge=True),
+        image_url=url,
+        image_path=path,
+        width=w,
+        height=h,
+        provider=generated.provider,
+        model=generated.model,
+    )
 
 
 def _composite(product_id: str, scene_image: Path, tmp: Path, *, provider_prompt: str) -> Path:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from google.cloud import firestore
 from PIL import Image, UnidentifiedImageError
@@ -83,7 +83,7 @@ def handle(document: firestore.DocumentReference, event_id: str) -> None:
     run_job(document, event_id, VideoJob, generate_scene_video)
 
 
-def generate_scene_video(job: Job, spec: VideoJob) -> dict[str, Any]:
+def generate_scene_video(job: Job, spec: VideoJob) -> None:
     check_duration(spec.duration)
     provider = choose_provider(spec.provider)
     job.progress(5, provider=provider.name)
@@ -110,29 +110,27 @@ def generate_scene_video(job: Job, spec: VideoJob) -> dict[str, Any]:
     job.progress(92)
     duration = round(clip.info.duration_s, 3)
     scene = db().document(f"storyboards/{spec.storyboard_id}/scenes/{spec.scene_id}")
-    scene.set(
-        {
-            "video_url": url,
-            "video_path": path,
-            "video_job_id": job.id,
-            "duration": duration,
-            "resolution": clip.resolution,
-            "updated_at": firestore.SERVER_TIMESTAMP,
-        },
-        merge=True,
-    )
-    job.log("scene video stored", path=path, duration=duration, provider=clip.provider)
-    return {
+    scene_fields = {
         "video_url": url,
         "video_path": path,
+        "video_job_id": job.id,
         "duration": duration,
         "resolution": clip.resolution,
-        "width": clip.width,
-        "height": clip.height,
-        "has_audio": clip.info.has_audio,
-        "provider": clip.provider,
-        "model": clip.model,
+        "updated_at": firestore.SERVER_TIMESTAMP,
     }
+    job.log("scene video stored", path=path, duration=duration, provider=clip.provider)
+    job.complete(
+        also=lambda tx: tx.set(scene, scene_fields, merge=True),
+        video_url=url,
+        video_path=path,
+        duration=duration,
+        resolution=clip.resolution,
+        width=clip.width,
+        height=clip.height,
+        has_audio=clip.info.has_audio,
+        provider=clip.provider,
+        model=clip.model,
+    )
 
 
 # --- shared with multi-video jobs ------------------------------------------------------------
