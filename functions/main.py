@@ -53,9 +53,7 @@ def replaylongformvideojob(req: https_fn.CallableRequest) -> dict:
     return longform.replay(req)
 
 
-@tasks_fn.on_task_dispatched(
-    retry_config=longform.STEP_RETRY, rate_limits=longform.STEP_RATE_LIMITS, **runtime.MEDIA_JOB
-)
+@tasks_fn.on_task_dispatched(**runtime.LONGFORM_STEP.options)
 def longformstep(req: tasks_fn.CallableRequest) -> None:
     longform.handle_step(req)
 
@@ -78,9 +76,9 @@ def handle_multi_video_generation(
         multi_video_jobs.handle(event.data.reference, event.id)
 
 
-@tasks_fn.on_task_dispatched(**runtime.GENERATION_STEP)
+@tasks_fn.on_task_dispatched(**runtime.MULTI_VIDEO_STEP.options)
 def multivideostep(req: tasks_fn.CallableRequest) -> None:
-    multi_video_jobs.handle_step(req.data, multi_video_jobs.retry_count(req.raw_request.headers))
+    multi_video_jobs.handle_step(req)
 
 
 @firestore_fn.on_document_created(document="composition_jobs/{job_id}", **runtime.MEDIA_JOB)
@@ -122,11 +120,7 @@ def generateapi(req: https_fn.Request) -> https_fn.Response:
     return http_api.handle(req)
 
 
-@tasks_fn.on_task_dispatched(
-    retry_config=creation_worker.RETRY,
-    rate_limits=creation_worker.RATE_LIMITS,
-    **runtime.GENERATION_JOB,
-)
+@tasks_fn.on_task_dispatched(**runtime.CREATION_WORKER.options)
 def creationworker(req: tasks_fn.CallableRequest) -> None:
     creation_worker.handle(req)
 
@@ -144,17 +138,11 @@ def handle_video_upload(event: storage_fn.CloudEvent[storage_fn.StorageObjectDat
     uploads.handle(event.data, event.id)
 
 
-@tasks_fn.on_task_dispatched(
-    retry_config=uploads.CONTINUE_RETRY,
-    rate_limits=uploads.CONTINUE_RATE_LIMITS,
-    **runtime.STREAM_TASK,
-)
+@tasks_fn.on_task_dispatched(**runtime.STREAM_CONTINUE.options)
 def streamcontinue(req: tasks_fn.CallableRequest) -> None:
     uploads.handle_continue(req)
 
 
-@tasks_fn.on_task_dispatched(
-    retry_config=qualities.RETRY, rate_limits=qualities.RATE_LIMITS, **runtime.STREAM_TASK
-)
+@tasks_fn.on_task_dispatched(**runtime.GENERATE_QUALITY.options)
 def generatequality(req: tasks_fn.CallableRequest) -> None:
     qualities.handle(req)

@@ -1,11 +1,14 @@
-"""Runtime options for every function, in one place (memory, cpu, timeout, instances, labels).
+"""Runtime options for every function, in one place: resources (memory, cpu, timeout,
+instances, labels, secrets) and, for each task queue, its RetryConfig and RateLimits.
 
 The SDK's default cpu is "gcf_gen1" (a fraction of a core at small memory sizes); ffmpeg
-work gets whole cores explicitly. Labels tag every function for cost tracking.
+work gets whole cores explicitly. Labels tag every function for cost tracking. How the
+task handlers use the retries: core/task_attempt.py and docs/reliability.md.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from firebase_functions import options
@@ -13,6 +16,7 @@ from firebase_functions import options
 from core import config
 
 REGION = "us-central1"
+CLOUD_TASKS_DEFAULT_ATTEMPTS = 3
 
 
 def runtime(
@@ -41,6 +45,28 @@ def runtime(
     return opts
 
 
+@dataclass(frozen=True)
+class TaskQueue:
+    """A task-queue function: its name (function = queue), how Cloud Tasks retries and
+    paces it, and its resources. `options` goes to `tasks_fn.on_task_dispatched`."""
+
+    name: str
+    retry: options.RetryConfig
+    rate_limits: options.RateLimits
+    resources: dict[str, Any]
+    dispatch_deadline_s: int | None = None  # None: Cloud Tasks' default
+
+    @property
+    def max_attempts(self) -> int:
+        attempts = self.retry.max_attempts
+        return attempts if isinstance(attempts, int) else CLOUD_TASKS_DEFAULT_ATTEMPTS
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"retry_config": self.retry, "rate_limits": self.rate_limits, **self.resources}
+
+
+# --- resources -------------------------------------------------------------------------
 # Event functions are capped at 540 s by Cloud Functions; longer work moves to task queues.
 GENERATION_JOB = runtime(
     "generation",
@@ -59,32 +85,8 @@ MEDIA_JOB = runtime(
     concurrency=1,
     secrets=True,
 )
-# Multi-video steps (task queue `multivideostep`): one scene per task. Task functions are
-# HTTP functions, so a step may run past the 540 s event limit; it stays under the job lease
-# (JOB_LEASE_SECONDS, renewed at every step). Cloud Tasks retries a failed or crashed step
-# (backoff 10 s doubling to 300 s); the handler fails the job on the last attempt.
-MULTI_VIDEO_STEP_ATTEMPTS = 10
-MULTI_VIDEO_STEP_TIMEOUT_S = 900
-GENERATION_STEP: dict[str, Any] = {
-    **runtime(
-        "generation",
-        memory=options.MemoryOption.GB_1,
-        cpu=1,
-        timeout_sec=MULTI_VIDEO_STEP_TIMEOUT_S,
-        max_instances=20,
-        secrets=True,
-    ),
-    "retry_config": options.RetryConfig(
-        max_attempts=MULTI_VIDEO_STEP_ATTEMPTS,
-        min_backoff_seconds=10,
-        max_backoff_seconds=300,
-        max_doublings=5,
-    ),
-    # across all jobs (provider rate limits); per job, MULTI_VIDEO_PARALLEL scenes at once
-    "rate_limits": options.RateLimits(max_concurrent_dispatches=10),
-}
-# Streaming of uploads (handlers/uploads.py, handlers/qualities.py): ffmpeg on 2 dedicated
-# vCPUs, one upload per instance. Task functions are HTTP functions: up to 30 min per chunk.
+# Streaming: ffmpeg on 2 dedicated vCPUs, one upload per instance. Task functions are HTTP
+# functions, so a task may run up to 30 min (a pass of the live encode, a quality chunk).
 STREAM_TASK_TIMEOUT_S = 1800
 STREAM_EVENT = runtime(
     "streaming", memory=options.MemoryOption.GB_4, cpu=2, timeout_sec=540, max_instances=20,
@@ -95,3 +97,69 @@ STREAM_TASK = runtime(
     max_instances=20, concurrency=1,
 )  # fmt: skip
 LIGHT = runtime("api", memory=options.MemoryOption.MB_512, cpu=1, timeout_sec=60, max_instances=50)
+
+# --- task queues -----------------------------------------------------------------------
+# One scene of a multi-video job per task; it may run past the 540 s event limit and stays
+# under the job lease (renewed at every step). Scenes of all jobs share the concurrency
+# (provider rate limits); per job, MULTI_VIDEO_PARALLEL scenes run at once.
+MULTI_VIDEO_STEP_TIMEOUT_S = 900
+MULTI_VIDEO_STEP = TaskQueue(
+    "multivideostep",
+    retry=options.RetryConfig(
+        max_attempts=10, min_backoff_seconds=10, max_backoff_seconds=300, max_doublings=5
+    ),
+    rate_limits=options.RateLimits(max_concurrent_dispatches=10),
+    resources=runtime(
+        "generation",
+        memory=options.MemoryOption.GB_1,
+        cpu=1,
+        timeout_sec=MULTI_VIDEO_STEP_TIMEOUT_S,
+        max_instances=20,
+        secrets=True,
+    ),
+    dispatch_deadline_s=MULTI_VIDEO_STEP_TIMEOUT_S,
+)
+# One step (a segment, or the stitch) of a long-form job per task.
+LONGFORM_STEP = TaskQueue(
+    "longformstep",
+    retry=options.RetryConfig(
+        max_attempts=5, min_backoff_seconds=10, max_backoff_seconds=300, max_doublings=4
+    ),
+    rate_limits=options.RateLimits(max_concurrent_dispatches=10),
+    resources=MEDIA_JOB,
+)
+# One creation per task (task id = creation id). Generation is provider-bound.
+CREATION_WORKER = TaskQueue(
+    "creationworker",
+    retry=options.RetryConfig(
+        max_attempts=4, min_backoff_seconds=60, max_backoff_seconds=240, max_doublings=2
+    ),
+    rate_limits=options.RateLimits(max_concurrent_dispatches=20, max_dispatches_per_second=10),
+    resources=GENERATION_JOB,
+    dispatch_deadline_s=600,
+)
+# One pass of an upload's live rendition per task (uploads longer than the trigger's share).
+STREAM_CONTINUE = TaskQueue(
+    "streamcontinue",
+    retry=options.RetryConfig(
+        max_attempts=5, min_backoff_seconds=5, max_backoff_seconds=60, max_doublings=3
+    ),
+    rate_limits=options.RateLimits(max_concurrent_dispatches=20),
+    resources=STREAM_TASK,
+    dispatch_deadline_s=STREAM_TASK_TIMEOUT_S,
+)
+# One background quality (or one chunk of it, or its swap) per task. QUALITY_STALL_SECONDS
+# (core/config.py) must exceed this queue's whole retry window.
+GENERATE_QUALITY = TaskQueue(
+    "generatequality",
+    retry=options.RetryConfig(
+        max_attempts=3,
+        max_retry_seconds=3600,
+        min_backoff_seconds=30,
+        max_backoff_seconds=600,
+        max_doublings=3,
+    ),
+    rate_limits=options.RateLimits(max_dispatches_per_second=10, max_concurrent_dispatches=5),
+    resources=STREAM_TASK,
+    dispatch_deadline_s=STREAM_TASK_TIMEOUT_S,
+)

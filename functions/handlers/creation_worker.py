@@ -6,9 +6,9 @@
                            \\--> pending, HTTP 503       transient error with attempts left:
                                                          Cloud Tasks retries after backoff
 
-Retries: RetryConfig(max_attempts=4, min_backoff=60 s, max_backoff=240 s, max_doublings=2),
-so Cloud Tasks waits about 60, 120 and 240 s between attempts. The attempt number comes
-from the X-CloudTasks-TaskRetryCount header; the claim id is `task-{attempt}`.
+Retries: the queue's RetryConfig (core/runtime.py `CREATION_WORKER`) and the one retry
+decision (core/task_attempt.py); the claim id is `task-{attempt}`. A bug is not retried
+(`as_job_error`): the creation fails and is refunded at once.
 
 Duplicates: the claim (core.lifecycle.claim) is a transaction. A duplicate delivery of the
 same attempt finds its own claim id and stops; any other delivery finds `processing` under
@@ -24,16 +24,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
-from firebase_functions import https_fn, logger, options
+from firebase_functions import https_fn, logger
 from google.api_core import exceptions as gapi_exceptions
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field
 from requests import exceptions as requests_exceptions
 
-from core import config, ledger, storage
+from core import config, ledger, runtime, storage
 from core.errors import JobError, MediaError, crashed
 from core.lifecycle import Job, claim, failed_fields, now, renewing, validate, work_dir
 from core.ownership import LostClaim, holds_claim, write_if_owner
+from core.task_attempt import TaskAttempt
 from core.vocabulary import Id, is_id
 from handlers.creations import COLLECTION, creation_ref, estimated_seconds
 from media.frames import make_thumbnail
@@ -41,12 +42,6 @@ from media.probe import probe
 from providers.base import VideoRequest
 from providers.registry import get_provider
 
-MAX_ATTEMPTS = 4
-RETRY = options.RetryConfig(
-    max_attempts=MAX_ATTEMPTS, min_backoff_seconds=60, max_backoff_seconds=240, max_doublings=2
-)
-# Generation is provider-bound: at most 20 at once across all users, 10 new per second.
-RATE_LIMITS = options.RateLimits(max_concurrent_dispatches=20, max_dispatches_per_second=10)
 HEARTBEAT_S = 3.0
 THUMBNAIL_WIDTH = 360
 
@@ -61,7 +56,7 @@ _TRANSIENT_API_ERRORS = (
     requests_exceptions.Timeout,
 )
 
-Outcome = Literal["draft", "failed", "retry", "skipped", "lost"]
+Outcome = Literal["done", "finished", "lost", "skipped"]
 
 
 class CreationSpec(BaseModel):
@@ -74,13 +69,6 @@ class CreationSpec(BaseModel):
     cost: int = Field(ge=0)
 
 
-class RetryLater(https_fn.HttpsError):
-    """Answer 503 so Cloud Tasks retries the task with backoff."""
-
-    def __init__(self, message: str):
-        super().__init__(https_fn.FunctionsErrorCode.UNAVAILABLE, message)
-
-
 def handle(req: https_fn.CallableRequest[Any]) -> None:
     """Entry point of the `creationworker` task function."""
     data = req.data if isinstance(req.data, dict) else {}
@@ -88,45 +76,44 @@ def handle(req: https_fn.CallableRequest[Any]) -> None:
     if not isinstance(cid, str) or not is_id(cid):
         logger.error("creation task without a valid creationId", data=repr(req.data)[:200])
         return  # retrying a malformed task cannot help
-    retries = req.raw_request.headers.get("X-CloudTasks-TaskRetryCount", "0")
-    attempt = int(retries) + 1 if retries.isdigit() else 1
-    outcome = process(cid, attempt)
-    if outcome == "retry":
-        raise RetryLater(f"creation {cid}: transient failure on attempt {attempt}; retrying")
+    process(cid, TaskAttempt.of(req, runtime.CREATION_WORKER))
 
 
-def process(creation_id: str, attempt: int) -> Outcome:
+def process(creation_id: str, attempt: TaskAttempt) -> Outcome:
     """Claim the creation, generate, and finish it as `draft`, `failed` (+refund) or retry."""
     ref = creation_ref(creation_id)
-    claim_id = f"task-{attempt}"
+    claim_id = f"task-{attempt.number}"
     job = claim(ref, claim_id)
     if job is None:
-        logger.info("creation task has nothing to do", jobId=creation_id, attempt=attempt)
+        logger.info("creation task has nothing to do", jobId=creation_id, attempt=attempt.number)
         return "skipped"
-    job.log("creation claimed", attempt=attempt, attempts=job.attempts)
-    try:
-        spec = validate(CreationSpec, job.data)
-        outputs = generate(job, spec)
-        return "draft" if job.complete(status="draft", lastError=None, **outputs) else "lost"
-    except LostClaim:
-        job.warn("claim lost; the sweep or another worker owns the creation now")
-        return "lost"
-    except Exception as exc:
-        err = as_job_error(exc, jobId=creation_id, userId=job.user_id)
-        if err.retryable and attempt < MAX_ATTEMPTS:
-            job.warn(
-                "transient failure; will retry",
-                attempt=attempt,
-                errorCode=err.code,
-                error=err.message,
-            )
-            return "retry" if release_for_retry(ref, claim_id, err) else "lost"
+    job.log("creation claimed", attempt=attempt.number, attempts=job.attempts)
+
+    def work() -> None:
+        outputs = generate(job, validate(CreationSpec, job.data))
+        if not job.complete(status="draft", lastError=None, **outputs):
+            raise LostClaim(creation_id)
+
+    def give_back(err: JobError) -> None:
+        if not release_for_retry(ref, claim_id, err):
+            raise LostClaim(creation_id)
+
+    def finish(err: JobError) -> None:
         if err.retryable:
             err = JobError(
-                f"{err.message} (gave up after {attempt} attempts)", code=err.code, retryable=True
+                f"{err.message} (gave up after {attempt.number} attempts)",
+                code=err.code,
+                retryable=True,
             )
         fail_and_refund(ref, claim_id, err)
-        return "failed"
+
+    return attempt.run(
+        work,
+        finish=finish,
+        on_retry=give_back,
+        classify=lambda exc: as_job_error(exc, jobId=creation_id, userId=job.user_id),
+        log={"jobId": creation_id, "userId": job.user_id},
+    )
 
 
 def generate(job: Job, spec: CreationSpec) -> dict[str, Any]:

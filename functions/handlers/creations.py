@@ -29,29 +29,25 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any, ClassVar, Literal
 
-from firebase_admin import exceptions as admin_exceptions
-from firebase_admin import functions as admin_functions
 from firebase_functions import https_fn, logger
 from google.api_core import exceptions as gapi_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core import config, ledger
-from core.clients import bucket, db, init_app
+from core import config, ledger, runtime
+from core.clients import bucket, db
 from core.errors import validation_problems
 from core.lifecycle import failed_fields, now
 from core.ownership import write_if_owner
-from core.runtime import REGION
+from core.tasks import enqueue
 from core.vocabulary import Id, is_id
 from handlers import sweep
 
 COLLECTION = "creations"
 FEED = "feed"
-WORKER_FUNCTION = "creationworker"
 ASPECT_RATIOS = ("16:9", "9:16")
 DURATIONS = (4, 6, 8)
 MAX_PROMPT_CHARS = 2000
@@ -356,22 +352,9 @@ def _same_request(uid: str, req: CreateRequest, existing: dict[str, Any]) -> dic
     return existing
 
 
-@cache
-def _worker_queue() -> admin_functions.TaskQueue:
-    init_app()
-    return admin_functions.task_queue(f"locations/{REGION}/functions/{WORKER_FUNCTION}")
-
-
 def enqueue_worker(creation_id: str) -> bool:
     """One task per creation, the creation id as task id. False: it was already queued."""
-    try:
-        _worker_queue().enqueue(
-            {"data": {"creationId": creation_id}},
-            admin_functions.TaskOptions(task_id=creation_id, dispatch_deadline_seconds=600),
-        )
-    except admin_exceptions.AlreadyExistsError:
-        return False
-    return True
+    return enqueue(runtime.CREATION_WORKER, {"creationId": creation_id}, task_id=creation_id)
 
 
 def _enqueue_or_refund(uid: str, cid: str, *, new: bool) -> None:

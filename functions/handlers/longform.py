@@ -25,19 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firebase_admin import exceptions as admin_exceptions
-from firebase_admin import functions as admin_functions
-from firebase_functions import https_fn, logger, options
+from firebase_functions import https_fn, logger
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core import config, storage
-from core.clients import db, init_app
+from core import config, runtime, storage
+from core.clients import db
 from core.errors import JobError, MediaError, validation_problems
 from core.lifecycle import lease_duration, now, renewing, work_dir
-from core.ownership import LostClaim, write_as_owner
-from core.runtime import REGION
+from core.ownership import write_as_owner
+from core.task_attempt import Retry, TaskAttempt
+from core.tasks import enqueue
 from core.vocabulary import AspectRatio, Id, Resolution
 from handlers.sweep import SweptCollection, register
 from media.compose_run import stitch
@@ -48,14 +47,6 @@ from providers.registry import get_provider
 from workflows import longform_plan as plan
 
 COLLECTION = "videoJobs"
-STEP_FUNCTION = "longformstep"
-# Cloud Tasks retries a failed step with exponential backoff: 10, 20, 40, 80 s. The last
-# attempt does not raise: it marks the job failed (replayable) instead.
-STEP_MAX_ATTEMPTS = 5
-STEP_RETRY = options.RetryConfig(
-    max_attempts=STEP_MAX_ATTEMPTS, min_backoff_seconds=10, max_backoff_seconds=300, max_doublings=4
-)
-STEP_RATE_LIMITS = options.RateLimits(max_concurrent_dispatches=10)
 MAX_SEGMENT_SECONDS = 10.0
 MAX_PROMPT_CHARS = 2000
 STITCH_TIMEOUT_S = 480.0
@@ -242,23 +233,11 @@ def replay(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
 def enqueue_step(job_id: str, step: plan.Step, replay_count: int) -> bool:
     """Enqueue a step (idempotent: the task id is deterministic). False if it was already
     enqueued (or ran) in this run."""
-    init_app()
-    queue = admin_functions.task_queue(f"locations/{REGION}/functions/{STEP_FUNCTION}")
-    try:
-        queue.enqueue(
-            {"data": {"jobId": job_id, "step": step, "replay": replay_count}},
-            admin_functions.TaskOptions(task_id=plan.task_id(job_id, step, replay_count)),
-        )
-    except admin_exceptions.AlreadyExistsError:
-        return False
-    return True
-
-
-class StepRetry(https_fn.HttpsError):
-    """Answer non-2xx so Cloud Tasks retries the step with backoff."""
-
-    def __init__(self, message: str):
-        super().__init__(https_fn.FunctionsErrorCode.UNAVAILABLE, message)
+    return enqueue(
+        runtime.LONGFORM_STEP,
+        {"jobId": job_id, "step": step, "replay": replay_count},
+        task_id=plan.task_id(job_id, step, replay_count),
+    )
 
 
 @dataclass
@@ -268,7 +247,7 @@ class StepRun:
     step: plan.Step
     replay: int
     claim_id: str
-    attempt: int  # 0-based (X-CloudTasks-TaskRetryCount)
+    attempt: int  # 0-based (Cloud Tasks' retry count)
 
     @property
     def job_id(self) -> str:
@@ -279,28 +258,15 @@ class StepRun:
         return str(self.job.get("userId") or "")
 
     @property
-    def last_attempt(self) -> bool:
-        return self.attempt + 1 >= STEP_MAX_ATTEMPTS
+    def ids(self) -> dict[str, Any]:
+        """What every log line of the step carries."""
+        return {"jobId": self.job_id, "userId": self.user_id, "step": plan.step_key(self.step)}
 
     def log(self, message: str, **fields: Any) -> None:
-        logger.info(
-            message,
-            jobId=self.job_id,
-            userId=self.user_id,
-            step=plan.step_key(self.step),
-            attempt=self.attempt,
-            **fields,
-        )
+        logger.info(message, **self.ids, attempt=self.attempt, **fields)
 
     def warn(self, message: str, **fields: Any) -> None:
-        logger.warn(
-            message,
-            jobId=self.job_id,
-            userId=self.user_id,
-            step=plan.step_key(self.step),
-            attempt=self.attempt,
-            **fields,
-        )
+        logger.warn(message, **self.ids, attempt=self.attempt, **fields)
 
     def write(self, build: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
         """In a transaction: if this worker still owns the step, write `build(job)` (None =
@@ -319,9 +285,8 @@ class StepRun:
 def handle_step(req: https_fn.CallableRequest[Any]) -> None:
     """The `longformstep` task: run one step of one job, at most once per finished result."""
     data = req.data if isinstance(req.data, dict) else {}
-    headers = req.raw_request.headers
-    attempt = int(headers.get("X-CloudTasks-TaskRetryCount") or 0)
-    claim_id = str(headers.get("X-CloudTasks-TaskName") or f"direct-{uuid.uuid4().hex}")
+    attempt = TaskAttempt.of(req, runtime.LONGFORM_STEP)
+    claim_id = attempt.task_name or f"direct-{uuid.uuid4().hex}"
     job_id = data.get("jobId")
     try:
         step = plan.parse_step(data.get("step"))
@@ -346,10 +311,10 @@ def run_step(
     replay_count: int,
     *,
     claim_id: str,
-    attempt: int,
+    attempt: TaskAttempt,
 ) -> None:
-    decision, job = _begin(ref, step, replay_count, claim_id, attempt)
-    run = StepRun(ref, job, step, replay_count, claim_id, attempt)
+    decision, job = _begin(ref, step, replay_count, claim_id, attempt.retries)
+    run = StepRun(ref, job, step, replay_count, claim_id, attempt.retries)
     if decision.action == "ignore":
         run.log("step skipped", reason=decision.reason)
         return
@@ -365,21 +330,24 @@ def run_step(
             )
         return
     run.log("step started", reason=decision.reason)
-    try:
+
+    def work() -> None:
         with _heartbeat(run):
             if step == plan.STITCH:
                 _stitch(run)
             else:
                 _segment(run, int(step))
-    except LostClaim:
-        run.warn("step result discarded: the job was swept, replayed or taken over")
-    except JobError as err:
-        _on_error(run, err.code, err.message, retryable=err.retryable)
-    except StepRetry:
-        raise
-    except Exception as exc:  # Storage/Firestore hiccups, bugs: retried, then failed
-        run.warn("step crashed", error=repr(exc))
-        _on_error(run, "internal", f"internal error: {type(exc).__name__}", retryable=True)
+
+    attempt.run(
+        work,
+        finish=lambda err: _record_failure(run, err),
+        on_retry=lambda err: run.write(
+            lambda _job: plan.retry_note(
+                run.step, run.attempt, err.code, err.message, now(), lease_duration()
+            )
+        ),
+        log=run.ids,
+    )
 
 
 def _begin(
@@ -408,30 +376,17 @@ def _begin(
     return result
 
 
-def _on_error(run: StepRun, code: str, message: str, *, retryable: bool) -> None:
-    """Transient: note it and let Cloud Tasks retry. Permanent, or the last attempt: the
-    job shows `failed` with the error and `failedStep` (replayable)."""
-    if retryable and not run.last_attempt:
-        run.warn("step failed; the task queue will retry", errorCode=code, error=message)
-        try:
-            run.write(
-                lambda _job: plan.retry_note(
-                    run.step, run.attempt, code, message, now(), lease_duration()
-                )
-            )
-        except LostClaim:
-            return
-        raise StepRetry(f"{code}: {message}")
-    try:
-        run.write(
-            lambda _job: plan.failure_update(
-                run.step, code, message, retryable=retryable, now=now()
-            )
+def _record_failure(run: StepRun, err: JobError) -> None:
+    """A permanent failure, or the last attempt: the job shows `failed` with the error and
+    `failedStep` (replayable). (A transient one is noted as `lastRetry` and retried.)"""
+    run.write(
+        lambda _job: plan.failure_update(
+            run.step, err.code, err.message, retryable=err.retryable, now=now()
         )
-    except LostClaim:
-        run.warn("failure not recorded: the step is no longer ours", errorCode=code)
-        return
-    run.warn("job failed", errorCode=code, error=message, failedStep=plan.step_key(run.step))
+    )
+    run.warn(
+        "job failed", errorCode=err.code, error=err.message, failedStep=plan.step_key(run.step)
+    )
 
 
 @contextmanager
@@ -519,7 +474,7 @@ def _hand_on(run: StepRun, nxt: plan.Step) -> None:
         run.warn(
             "could not enqueue the next step; retrying", next=plan.step_key(nxt), error=repr(exc)
         )
-        raise StepRetry(f"could not enqueue {plan.step_key(nxt)}") from exc
+        raise Retry(f"could not enqueue {plan.step_key(nxt)}") from exc
 
 
 def _seed_frame(job: Mapping[str, Any], index: int, tmp: Path) -> Path:

@@ -42,17 +42,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from firebase_functions import logger
+from firebase_functions import https_fn, logger
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core import config, runtime, storage
 from core.clients import bucket, db
-from core.errors import InvalidInput, JobError, crashed, named
+from core.errors import InvalidInput, JobError, named
 from core.lifecycle import Job, resume, run_job, validate, work_dir
-from core.ownership import LostClaim
 from core.safe_fetch import check_document_urls
+from core.task_attempt import TaskAttempt
+from core.tasks import enqueue
 from core.vocabulary import MAX_URL_LENGTH, AspectRatio, Id, Resolution, Url
 from handlers.video_jobs import (
     VideoProviderName,
@@ -63,7 +64,6 @@ from handlers.video_jobs import (
 )
 
 COLLECTION = "multi_video_jobs"
-STEP_FUNCTION = "multivideostep"  # the task queue (= function) name; no underscores allowed
 
 
 class SceneSpec(BaseModel):
@@ -102,10 +102,6 @@ class StepPayload(BaseModel):
     job_id: Id
     claim_id: str = Field(min_length=1, max_length=500)
     scene_number: int = Field(ge=0)
-
-
-class RetryStep(Exception):
-    """Raised to answer the task with an error, so the task queue retries the step."""
 
 
 # --- the event function: validate, claim, hand the scenes to the queue -----------------------
@@ -152,21 +148,10 @@ def start(job: Job, spec: MultiVideoJob) -> None:
 # --- the task function: one scene per step ---------------------------------------------------
 
 
-def retry_count(headers: Any) -> int:
-    """How many times Cloud Tasks already tried this task (0 on the first attempt).
-
-    `headers`: the request headers (a werkzeug Headers or any mapping).
-    """
-    try:
-        return int(headers.get("X-CloudTasks-TaskRetryCount") or 0)
-    except ValueError:
-        return 0
-
-
-def handle_step(payload: Any, retries: int = 0) -> None:
+def handle_step(req: https_fn.CallableRequest[Any]) -> None:
     """Generate one scene of a claimed job (see the module docstring)."""
     try:
-        step = StepPayload.model_validate(payload)
+        step = StepPayload.model_validate(req.data)
     except ValidationError as exc:
         logger.error("multi-video step with a malformed payload dropped", error=str(exc)[:500])
         return
@@ -179,39 +164,12 @@ def handle_step(payload: Any, retries: int = 0) -> None:
             scene=step.scene_number,
         )
         return
-    last_attempt = retries + 1 >= runtime.MULTI_VIDEO_STEP_ATTEMPTS
-    try:
-        spec = validate(MultiVideoJob, job.data)
-        run_scene(job, spec, step.scene_number)
-    except LostClaim:
-        job.warn("claim lost during a scene; the step stops", scene=step.scene_number)
-    except JobError as err:
-        if err.retryable and not last_attempt:
-            job.warn(
-                "scene failed; the task queue retries it",
-                scene=step.scene_number,
-                errorCode=err.code,
-                error=err.message,
-                retries=retries,
-            )
-            raise RetryStep(f"{err.code}: {err.message}") from err
-        job.fail(named(err, f"scene {step.scene_number}"))
-    except Exception as exc:
-        crashed(
-            exc,
-            "scene step",
-            jobId=job.id,
-            userId=job.user_id,
-            scene=step.scene_number,
-            retries=retries,
-        )
-        if not last_attempt:
-            raise RetryStep(f"internal: {type(exc).__name__}") from exc
-        job.fail(
-            JobError(
-                f"scene {step.scene_number}: internal error: {type(exc).__name__}", code="internal"
-            )
-        )
+    scene = f"scene {step.scene_number}"
+    TaskAttempt.of(req, runtime.MULTI_VIDEO_STEP).run(
+        lambda: run_scene(job, validate(MultiVideoJob, job.data), step.scene_number),
+        finish=lambda err: job.fail(named(err, scene)),
+        log={"jobId": job.id, "userId": job.user_id, "scene": step.scene_number},
+    )
 
 
 def run_scene(job: Job, spec: MultiVideoJob, scene_number: int) -> None:
@@ -354,19 +312,13 @@ def task_id(job_id: str, attempt: int, scene_number: int) -> str:
 def _enqueue(job: Job, scene_number: int) -> bool:
     """Queue the step for one scene; False if that task already exists (a duplicate)."""
     from firebase_admin import exceptions as admin_exceptions
-    from firebase_admin import functions as admin_functions
 
     tid = task_id(job.id, job.attempts, scene_number)
+    payload = {"job_id": job.id, "claim_id": job.claim_id, "scene_number": scene_number}
     try:
-        admin_functions.task_queue(STEP_FUNCTION).enqueue(
-            {"data": {"job_id": job.id, "claim_id": job.claim_id, "scene_number": scene_number}},
-            admin_functions.TaskOptions(
-                task_id=tid, dispatch_deadline_seconds=runtime.MULTI_VIDEO_STEP_TIMEOUT_S
-            ),
-        )
-    except admin_exceptions.AlreadyExistsError:
-        job.log("scene step already queued", scene=scene_number, taskId=tid)
-        return False
+        if not enqueue(runtime.MULTI_VIDEO_STEP, payload, task_id=tid):
+            job.log("scene step already queued", scene=scene_number, taskId=tid)
+            return False
     except (admin_exceptions.FirebaseError, ValueError, OSError) as exc:
         raise JobError(
             f"could not queue scene {scene_number}: {exc}", code="queue-unavailable", retryable=True

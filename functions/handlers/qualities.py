@@ -19,9 +19,10 @@ becomes `ready` so a frontend can offer it. The video becomes `complete` when ev
 is ready or failed.
 
 Nothing is done twice: a quality already ready or failed is skipped, a chunk already in
-`chunksDone` is not encoded again. Any error answers non-2xx so Cloud Tasks retries (3
-attempts within an hour); after the last attempt the quality is recorded `failed` with
-`error {code, message}` and the video is not failed: its mirror stays valid (720p pictures).
+`chunksDone` is not encoded again. A failure worth retrying answers 503 so Cloud Tasks
+runs the task again (core/task_attempt.py); a permanent one, or the last attempt, records
+the quality `failed` with `error {code, message}` and the video is not failed: its mirror
+stays valid (720p pictures).
 
 A quality whose task is lost outright (every attempt's instance killed, so no attempt ever
 answers and `record_failure` never runs) would stay `waiting`/`encoding` and keep the video
@@ -39,30 +40,28 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from firebase_functions import logger, options, tasks_fn
+from firebase_functions import logger, tasks_fn
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core import config, storage
+from core import config, runtime, storage
 from core.clients import bucket, db
-from core.errors import JobError, MediaError, crashed
+from core.errors import JobError, MediaError
 from core.lifecycle import now, work_dir
 from core.ownership import write_if_owner
+from core.task_attempt import TaskAttempt
+from core.tasks import enqueue
 from core.vocabulary import Id
 from handlers import sweep
 from handlers.uploads import (
     COLLECTION,
     PLAYLIST_TYPE,
-    QUALITY_FUNCTION,
     SEGMENT_TYPE,
     TASK_HARD_LIMIT_S,
-    Retry,
     complete_if_settled,
-    enqueue,
     on_emulator,
     published_segments,
-    retry_count,
     schedule_swap,
     source_url,
     video_ref,
@@ -81,15 +80,6 @@ from media.hls.playlists import (
 )
 from media.hls.segmenter import stream_segments
 
-ATTEMPTS = 3
-RETRY = options.RetryConfig(
-    max_attempts=ATTEMPTS,
-    max_retry_seconds=3600,
-    min_backoff_seconds=30,
-    max_backoff_seconds=600,
-    max_doublings=3,
-)
-RATE_LIMITS = options.RateLimits(max_dispatches_per_second=10, max_concurrent_dispatches=5)
 FAULT_METADATA = "streamTestFault"
 
 
@@ -108,26 +98,11 @@ def handle(req: tasks_fn.CallableRequest[Any]) -> None:
     except ValidationError as exc:
         logger.error("generatequality with a malformed payload dropped", error=str(exc)[:500])
         return
-    retries = retry_count(req.raw_request.headers)
-    fields: dict[str, Any] = {
-        "jobId": task.videoId,
-        "videoId": task.videoId,
-        "quality": task.quality,
-    }
-    try:
-        run_task(task)
-    except Exception as exc:
-        error = exc if isinstance(exc, JobError) else crashed(exc, "quality task", **fields)
-        if retries + 1 < ATTEMPTS:
-            logger.warn(
-                "quality task failed; the task queue retries it",
-                **fields,
-                errorCode=error.code,
-                error=error.message,
-                retries=retries,
-            )
-            raise Retry(f"{error.code}: {error.message}") from exc
-        record_failure(task.videoId, task.quality, error)
+    TaskAttempt.of(req, runtime.GENERATE_QUALITY).run(
+        lambda: run_task(task),
+        finish=lambda err: record_failure(task.videoId, task.quality, err),
+        log={"jobId": task.videoId, "videoId": task.videoId, "quality": task.quality},
+    )
 
 
 def run_task(task: QualityTask) -> None:
@@ -145,7 +120,9 @@ def run_task(task: QualityTask) -> None:
         swap(ref, task.quality)
         return
     if on_emulator() and data.get("testFault") == f"fail-quality:{task.quality}":
-        raise MediaError(f"injected failure of {task.quality} (test hook)", code="injected-fault")
+        raise MediaError(
+            f"injected failure of {task.quality} (test hook)", code="injected-fault", retryable=True
+        )
     rendition = _rendition(data, task.quality)
     grid = SegmentGrid(rendition.fps)
     chunk_s = publish.quality_chunk_seconds(rendition, config.QUALITY_CHUNK_SECONDS.value)
@@ -157,7 +134,7 @@ def run_task(task: QualityTask) -> None:
         if len(chunks) > 1:
             for c in chunks:
                 enqueue(
-                    QUALITY_FUNCTION,
+                    runtime.GENERATE_QUALITY,
                     {"videoId": task.videoId, "quality": task.quality, "chunk": c.index},
                     task_id=f"{task.videoId}-{task.quality}-c{c.index}",
                 )
@@ -267,7 +244,7 @@ def swap(ref: firestore.DocumentReference, quality: str) -> None:
     live_name = str((data.get("ladder") or [{}])[0].get("name"))
     live_segments, live_ended = published_segments(paths, live_name)
     if not live_ended:
-        raise MediaError("the live playlist has no ENDLIST yet", code="not-ready")
+        raise MediaError("the live playlist has no ENDLIST yet", code="not-ready", retryable=True)
     own: list[Segment] = []
     for index in range(int(level.get("chunksTotal") or 1)):
         blob = bucket().blob(chunk_list_path(paths, quality, index))

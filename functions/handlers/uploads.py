@@ -39,15 +39,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from firebase_functions import https_fn, logger, options, storage_fn, tasks_fn
+from firebase_functions import logger, storage_fn, tasks_fn
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core import config, runtime, storage
-from core.clients import bucket, bucket_name, db, init_app
+from core.clients import bucket, bucket_name, db
 from core.errors import InvalidInput, JobError, MediaError, crashed
 from core.lifecycle import failed_fields, lease_duration, now, work_dir
 from core.ownership import LostClaim, holds_claim, write_as_owner, write_if_owner
+from core.task_attempt import TaskAttempt
+from core.tasks import enqueue
 from core.vocabulary import Id
 from handlers.sweep import SweptCollection, register
 from media.frames import thumbnail_time
@@ -69,8 +71,6 @@ from media.probe import MediaInfo, parse_probe
 from media.process import run_ffmpeg, run_ffprobe
 
 COLLECTION = "videos"
-CONTINUE_FUNCTION = "streamcontinue"
-QUALITY_FUNCTION = "generatequality"
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_TYPE = "video/mp2t"
 THUMBNAIL_CACHE = "public, max-age=86400"
@@ -83,23 +83,9 @@ PROGRESS_INTERVAL_S = 1.0  # at most one progress write per second after the fir
 PROBE_TIMEOUT_S = 60.0
 THUMBNAIL_TIMEOUT_S = 60.0
 
-# `streamcontinue`: one pass of the live rendition per task; the last attempt fails the video.
-CONTINUE_ATTEMPTS = 5
-CONTINUE_RETRY = options.RetryConfig(
-    max_attempts=CONTINUE_ATTEMPTS, min_backoff_seconds=5, max_backoff_seconds=60, max_doublings=3
-)
-CONTINUE_RATE_LIMITS = options.RateLimits(max_concurrent_dispatches=20)
-
 # A crashed trigger or task leaves the lease to expire: the sweep fails the video. Once the
 # live rendition has ended the lease is cleared (null never matches the sweep's query).
 register(SweptCollection(COLLECTION, processing=ACTIVE, pending=(), created_field="createdAt"))
-
-
-class Retry(https_fn.HttpsError):
-    """Answer non-2xx so Cloud Tasks retries the task with backoff."""
-
-    def __init__(self, message: str):
-        super().__init__(https_fn.FunctionsErrorCode.UNAVAILABLE, message)
 
 
 def video_ref(video_id: str) -> firestore.DocumentReference:
@@ -108,14 +94,6 @@ def video_ref(video_id: str) -> firestore.DocumentReference:
 
 def on_emulator() -> bool:
     return os.environ.get("FUNCTIONS_EMULATOR") == "true"
-
-
-def retry_count(headers: Any) -> int:
-    """How many times Cloud Tasks already tried this task (0 on the first attempt)."""
-    try:
-        return int(headers.get("X-CloudTasks-TaskRetryCount") or 0)
-    except (ValueError, AttributeError):
-        return 0
 
 
 # --------------------------------------------------------------------------- URLs
@@ -647,7 +625,7 @@ def _after_pass(stream: LiveStream, nxt: int | None) -> None:
     run = stream.run
     stream.pool.shutdown(wait=True)
     enqueued = enqueue(
-        CONTINUE_FUNCTION,
+        runtime.STREAM_CONTINUE,
         {"videoId": run.video_id, "claimId": run.claim_id, "startNumber": nxt},
         task_id=f"{run.video_id}-live-{nxt}-{run.attempts}",
     )
@@ -801,23 +779,17 @@ def handle_continue(req: tasks_fn.CallableRequest[Any]) -> None:
             "streamcontinue skipped: finished or owned by another claim", videoId=payload.videoId
         )
         return
-    retries = retry_count(req.raw_request.headers)
-    try:
-        _continue_stream(run, started)
-    except LostClaim:
-        run.warn("claim lost during a continuation pass")
-    except Exception as exc:
-        if retries + 1 < CONTINUE_ATTEMPTS:
-            run.warn(
-                "continuation pass failed; the task queue retries it",
-                error=repr(exc),
-                retries=retries,
-            )
-            if run.stream is not None:
-                run.stream.pool.shutdown(wait=True)
-            raise Retry(f"continuation failed: {exc}") from exc
-        with _failing(run):
-            raise
+
+    def before_retry(error: JobError) -> None:
+        if run.stream is not None:
+            run.stream.pool.shutdown(wait=True)
+
+    TaskAttempt.of(req, runtime.STREAM_CONTINUE).run(
+        lambda: _continue_stream(run, started),
+        finish=lambda err: fail_video(run, err),
+        on_retry=before_retry,
+        log={"jobId": run.video_id, "videoId": run.video_id, "userId": run.user_id},
+    )
 
 
 def _continue_stream(run: VideoRun, started: float) -> None:
@@ -844,31 +816,12 @@ def _continue_stream(run: VideoRun, started: float) -> None:
 # --------------------------------------------------------------------------- task queue
 
 
-def enqueue(
-    function: str, payload: dict[str, Any], *, task_id: str, delay_s: float | None = None
-) -> bool:
-    """Enqueue a task (idempotent: the task id is deterministic). False if it already exists."""
-    from firebase_admin import exceptions as admin_exceptions
-    from firebase_admin import functions as admin_functions
-
-    init_app()
-    queue = admin_functions.task_queue(f"locations/{runtime.REGION}/functions/{function}")
-    task_options = admin_functions.TaskOptions(
-        task_id=task_id,
-        dispatch_deadline_seconds=runtime.STREAM_TASK_TIMEOUT_S,
-        schedule_delay_seconds=math.ceil(delay_s) if delay_s and delay_s > 0 else None,
-    )
-    try:
-        queue.enqueue({"data": payload}, task_options)
-    except admin_exceptions.AlreadyExistsError:
-        return False
-    return True
-
-
 def enqueue_qualities(video_id: str, qualities: list[str]) -> None:
     for name in qualities:
         created = enqueue(
-            QUALITY_FUNCTION, {"videoId": video_id, "quality": name}, task_id=f"{video_id}-{name}"
+            runtime.GENERATE_QUALITY,
+            {"videoId": video_id, "quality": name},
+            task_id=f"{video_id}-{name}",
         )
         logger.info("background quality queued", videoId=video_id, quality=name, created=created)
 
@@ -876,7 +829,7 @@ def enqueue_qualities(video_id: str, qualities: list[str]) -> None:
 def schedule_swap(video_id: str, quality: str, delay_s: float) -> None:
     """The task that swaps a finished quality's mirror for its own segments (after the grace)."""
     enqueue(
-        QUALITY_FUNCTION,
+        runtime.GENERATE_QUALITY,
         {"videoId": video_id, "quality": quality, "action": "swap"},
         task_id=f"{video_id}-{quality}-swap",
         delay_s=delay_s,

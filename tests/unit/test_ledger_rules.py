@@ -14,7 +14,7 @@ import pytest
 from firebase_functions import https_fn
 from google.api_core import exceptions as gapi_exceptions
 
-from core import ledger
+from core import ledger, runtime
 from core.errors import ContentPolicyError, InvalidInput, TransientProviderError
 from handlers import creation_worker, creations, http_api
 from handlers.creations import (
@@ -215,14 +215,14 @@ def test_unknown_routes_and_methods():
 # the worker's retry policy
 # --------------------------------------------------------------------------------------
 def test_retry_policy_waits_about_60_120_240_seconds_for_four_attempts():
-    r = creation_worker.RETRY
+    r = runtime.CREATION_WORKER.retry
     cfg = QueueConfig(
         max_attempts=int(r.max_attempts),  # type: ignore[arg-type]
         min_backoff_s=float(r.min_backoff_seconds),  # type: ignore[arg-type]
         max_backoff_s=float(r.max_backoff_seconds),  # type: ignore[arg-type]
         max_doublings=int(r.max_doublings),  # type: ignore[arg-type]
     )
-    assert cfg.max_attempts == creation_worker.MAX_ATTEMPTS == 4
+    assert cfg.max_attempts == runtime.CREATION_WORKER.max_attempts == 4
     assert [cfg.backoff(i) for i in range(3)] == [60, 120, 240]
 
 

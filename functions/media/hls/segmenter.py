@@ -81,11 +81,15 @@ def stream_segments(
             if exited:
                 break
             if time.monotonic() > deadline:
-                raise MediaError(f"ffmpeg timed out after {timeout_s:.0f}s", code="media-timeout")
+                raise MediaError(
+                    f"ffmpeg timed out after {timeout_s:.0f}s", code="media-timeout", retryable=True
+                )
             time.sleep(poll_s)
         stderr.join(max(1.0, deadline - time.monotonic()))
         if proc.returncode != 0:
-            raise MediaError(f"ffmpeg failed ({proc.returncode}): {stderr.tail()}")
+            # the source probed fine: a failure mid-encode (a network read of the signed URL,
+            # a killed process) is worth another attempt
+            raise MediaError(f"ffmpeg failed ({proc.returncode}): {stderr.tail()}", retryable=True)
         if yielded == 0:
             raise MediaError("ffmpeg produced no segments", code="unreadable-media")
     finally:
