@@ -19,11 +19,10 @@ from handlers import (
     image_jobs,
     longform,
     multi_video_jobs,
-    qualities,
     sweep,
-    uploads,
     video_jobs,
 )
+from streaming import continuation, qualities, stalled, trigger  # noqa: F401  (stalled: the sweep check)
 
 init_app()
 
@@ -132,15 +131,15 @@ def cleanup_deleted_creation(
     creations.on_deleted(event.params["creation_id"], event.data.to_dict() if event.data else None)
 
 
-# --- progressive HLS for uploads (handlers/uploads.py, handlers/qualities.py) -------------
+# --- progressive HLS for uploads (streaming/, docs/streaming.md) -------------------------
 @storage_fn.on_object_finalized(bucket=bucket_name(), **runtime.STREAM_EVENT)
 def handle_video_upload(event: storage_fn.CloudEvent[storage_fn.StorageObjectData]) -> None:
-    uploads.handle(event.data, event.id)
+    trigger.handle(event.data, event.id)
 
 
 @tasks_fn.on_task_dispatched(**runtime.STREAM_CONTINUE.options)
 def streamcontinue(req: tasks_fn.CallableRequest) -> None:
-    uploads.handle_continue(req)
+    continuation.handle_continue(req)
 
 
 @tasks_fn.on_task_dispatched(**runtime.GENERATE_QUALITY.options)

@@ -1,13 +1,13 @@
-"""Our own Storage: where outputs go, and the URLs clients get for them.
+"""Our own Storage: where outputs go, and the URLs clients (and ffmpeg) get for them.
 
 Every output is written under a per-user prefix (`users/{uid}/...`) or a per-asset prefix
 (`streams/{videoId}/...`) with a deterministic name, so a retried job overwrites its own
-output instead of creating a second one.
+output instead of creating a second one. Documents also keep the object path (`*_path`
+fields) so the backend never has to parse URLs it wrote itself.
 
-URLs: in production a Firebase Storage download URL (the object carries a
-`firebaseStorageDownloadTokens` metadata token, as the Firebase client SDKs do); on the
-local stack the Storage server's download URL. Documents also keep the object path
-(`*_path` fields) so the backend never has to parse URLs it wrote itself.
+URLs: `download_url` (a Firebase Storage download URL with the object's token, as the client
+SDKs make), `public_base` (where `streams/` is served path-style) and `source_url` (a URL
+ffmpeg reads an upload from). On the local stack each is the Storage server's equivalent.
 """
 
 from __future__ import annotations
@@ -15,9 +15,13 @@ from __future__ import annotations
 import os
 import urllib.parse
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from google.api_core import exceptions as gapi_exceptions
+
+from core import config
 from core.clients import bucket, bucket_name
 
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
@@ -84,14 +88,62 @@ def download_to(path: str, local: Path) -> Path:
     return local
 
 
-def exists(path: str) -> bool:
-    return bool(bucket().blob(path).exists())
+def read_text(path: str) -> str | None:
+    """The object's text, or None when it does not exist."""
+    try:
+        return str(bucket().blob(path).download_as_text())
+    except gapi_exceptions.NotFound:
+        return None
 
 
 def delete_prefix(prefix: str) -> int:
-    """Delete every object under `prefix`; returns how many were deleted."""
+    """Delete every object under `prefix`; returns how many this call deleted (objects
+    deleted meanwhile by someone else are not an error)."""
     count = 0
     for blob in bucket().list_blobs(prefix=prefix):
-        blob.delete()
-        count += 1
+        try:
+            blob.delete()
+            count += 1
+        except gapi_exceptions.NotFound:
+            pass
     return count
+
+
+def source_url(path: str) -> str:
+    """A URL ffmpeg can read an object from while it downloads (range requests work).
+
+    Local stack / emulators: the Storage server's download URL. Production: a V4 signed URL
+    (1 h), signed through IAM signBlob with the function's own service account, which needs
+    roles/iam.serviceAccountTokenCreator on itself.
+    """
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        return download_url(path)
+    import google.auth
+    import google.auth.transport.requests
+
+    credentials, _ = google.auth.default()
+    credentials.refresh(google.auth.transport.requests.Request())
+    return str(
+        bucket()
+        .blob(path)
+        .generate_signed_url(
+            version="v4",
+            expiration=timedelta(hours=1),
+            method="GET",
+            service_account_email=getattr(credentials, "service_account_email", None),
+            access_token=credentials.token,
+        )
+    )
+
+
+def public_base() -> str:
+    """Where `streams/` is served path-style: STREAM_BASE_URL (a CDN), else the bucket's
+    public path; on the local stack the Storage server's path-style URL (same shape)."""
+    base = config.STREAM_BASE_URL.value
+    if base:
+        return base
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if emulator:
+        host = emulator if emulator.startswith("http") else f"http://{emulator}"
+        return f"{host.rstrip('/')}/{bucket_name()}"
+    return f"https://storage.googleapis.com/{bucket_name()}"

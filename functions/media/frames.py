@@ -1,4 +1,5 @@
-"""Still frames from a video: the last frame (to chain scenes), a frame at a time, thumbnails.
+"""Still frames from a video: the last frame (to chain scenes), a frame at a time, thumbnails
+(the one place thumbnails are made: creations, and the poster of every stream).
 
 The argument lists are built by pure functions (`*_args`) and run through
 `media.process.run_ffmpeg`. Rotation metadata is applied (ffmpeg autorotates on decode),
@@ -31,7 +32,9 @@ def last_frame_args(video: Path, out_png: Path, *, seek_s: float | None) -> list
     ]  # fmt: skip
 
 
-def frame_at_args(video: Path, t: float, out_path: Path, *, width: int | None = None) -> list[str]:
+def frame_at_args(
+    video: str | Path, t: float, out_path: Path, *, width: int | None = None
+) -> list[str]:
     """The first frame at or after `t` seconds (accurate seek), optionally scaled."""
     args = ["-ss", _ts(t), "-i", str(video), "-map", "0:v:0", "-an", "-sn", "-dn"]
     if width is not None:
@@ -53,7 +56,7 @@ def thumbnail_time(duration_s: float, at_s: float | None = None) -> float:
     return min(max(0.0, t), latest)
 
 
-def video_end_s(video: Path) -> float:
+def video_end_s(video: str | Path) -> float:
     """When the video stream ends (its own duration, else the container's)."""
     out = run_ffprobe(
         [
@@ -65,11 +68,11 @@ def video_end_s(video: Path) -> float:
     data = json.loads(out)
     streams = data.get("streams") or []
     if not streams:
-        raise MediaError(f"{video.name} has no video stream", code="invalid-clip")
+        raise MediaError(f"{_name(video)} has no video stream", code="invalid-clip")
     s = streams[0]
     duration = _float(s.get("duration")) or _float((data.get("format") or {}).get("duration"))
     if duration is None:
-        raise MediaError(f"{video.name} has no known duration", code="unreadable-media")
+        raise MediaError(f"{_name(video)} has no known duration", code="unreadable-media")
     return duration + (_float(s.get("start_time")) or 0.0)
 
 
@@ -120,22 +123,34 @@ def make_thumbnail(
     *,
     width: int = 640,
     at_s: float | None = None,
+    duration_s: float | None = None,
     timeout_s: float = _TIMEOUT_S,
 ) -> Path:
     """A JPEG (or PNG, by extension) `width` pixels wide (height keeps the aspect, even),
-    taken at `thumbnail_time(duration, at_s)`."""
+    taken at `thumbnail_time(duration, at_s)`. `video` is a local file or an http(s) URL
+    (ffmpeg then reads only what it needs); pass `duration_s` when it is known already."""
     if width < 2:
         raise InvalidInput("thumbnail width must be at least 2 pixels")
-    src, out = Path(video), Path(out_jpg)
+    src = video if _is_url(video) else Path(video)
+    out = Path(out_jpg)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
-    t = thumbnail_time(video_end_s(src), at_s)
+    end = duration_s if duration_s is not None else video_end_s(src)
+    t = thumbnail_time(end, at_s)
     run_ffmpeg(frame_at_args(src, t, out, width=width), timeout_s=timeout_s)
     if not _written(out):  # seek landed past the last frame: take from the start instead
         run_ffmpeg(frame_at_args(src, 0.0, out, width=width), timeout_s=timeout_s)
     if not _written(out):
-        raise MediaError(f"no frame could be decoded from {src.name}", code="unreadable-media")
+        raise MediaError(f"no frame could be decoded from {_name(src)}", code="unreadable-media")
     return out
+
+
+def _is_url(video: str | Path) -> bool:
+    return isinstance(video, str) and video.startswith(("http://", "https://"))
+
+
+def _name(src: str | Path) -> str:
+    return src.name if isinstance(src, Path) else "the video"
 
 
 def _written(path: Path) -> bool:

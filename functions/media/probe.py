@@ -56,14 +56,23 @@ def probe(path: str | Path, *, timeout_s: float = 60.0) -> MediaInfo:
     p = Path(path)
     if not p.exists() or p.stat().st_size == 0:
         raise MediaError(f"{p.name} is empty or missing", code="unreadable-media")
+    return parse_probe(_probe_json(str(p), p.name, timeout_s), size_bytes=p.stat().st_size)
+
+
+def probe_url(url: str, *, size_bytes: int, timeout_s: float = 60.0) -> MediaInfo:
+    """Probe media behind an http(s) URL (e.g. a signed Storage URL): ffprobe reads only the
+    header and index it needs, not the whole file. MediaError('unreadable-media') if it can't."""
+    return parse_probe(_probe_json(url, "the file", timeout_s), size_bytes=size_bytes)
+
+
+def _probe_json(target: str, name: str, timeout_s: float) -> dict:
     try:
         out = run_ffprobe(
-            ["-print_format", "json", "-show_format", "-show_streams", str(p)], timeout_s=timeout_s
+            ["-print_format", "json", "-show_format", "-show_streams", target], timeout_s=timeout_s
         )
-        data = json.loads(out)
+        return dict(json.loads(out))
     except (MediaError, json.JSONDecodeError) as exc:
-        raise MediaError(f"{p.name} is not readable media: {exc}", code="unreadable-media") from exc
-    return parse_probe(data, size_bytes=p.stat().st_size)
+        raise MediaError(f"{name} is not readable media: {exc}", code="unreadable-media") from exc
 
 
 def parse_probe(data: dict, *, size_bytes: int) -> MediaInfo:

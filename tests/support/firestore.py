@@ -41,7 +41,7 @@ class FakeDocument:
         self._db = db
         self.path = path
         self.id = path.rsplit("/", 1)[-1]
-        self.created: datetime | None = None
+        self.created: datetime | None = db.created.get(path)
 
     @property
     def parent(self) -> FakeCollection:
@@ -105,9 +105,7 @@ class FakeCollection(FakeQuery):
         return self._path.rsplit("/", 1)[-1]
 
     def document(self, doc_id: str | None = None) -> FakeDocument:
-        ref = FakeDocument(self._db, f"{self._path}/{doc_id or f'auto{next(_ids)}'}")
-        ref.created = self._db.created.get(ref.path)
-        return ref
+        return FakeDocument(self._db, f"{self._path}/{doc_id or f'auto{next(_ids)}'}")
 
 
 class FakeTransaction:
@@ -160,9 +158,7 @@ class FakeFirestore:
         return FakeCollection(self, name)
 
     def document(self, path: str) -> FakeDocument:
-        ref = FakeDocument(self, path)
-        ref.created = self.created.get(path)
-        return ref
+        return FakeDocument(self, path)
 
     def transaction(self, max_attempts: int = 5) -> FakeTransaction:
         return FakeTransaction(self, max_attempts)

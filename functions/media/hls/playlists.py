@@ -46,6 +46,8 @@ SEGMENT_PATTERN = "seg_%05d.ts"
 MEDIA_PLAYLIST_NAME = "index.m3u8"
 MASTER_PLAYLIST_NAME = "master.m3u8"
 STREAMS_ROOT = "streams"
+PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
+SEGMENT_CONTENT_TYPE = "video/mp2t"
 
 
 @dataclass(frozen=True)

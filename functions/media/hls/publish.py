@@ -2,16 +2,12 @@
 
 * Which Storage objects are video uploads (`parse_upload`) and which `videos/{videoId}` they
   become: `uploads/{uid}/{videoId}.{ext}`; the file stem is the video id when it is a valid
-  id (`core.vocabulary.ID_PATTERN`), otherwise (or when that id is already taken by another object) the id
-  is derived from the object's name and generation (`derived_video_id`), so every delivery
-  of the same upload picks the same id.
-* The video document's `ladder` (renditions as plain maps, `rendition_spec` /
-  `rendition_from_spec`) and `qualityLevels` map (`quality_levels`), and when a video is
-  `complete` (`settled`).
-* How the live rendition is split into passes (`pass_end`): the upload trigger encodes
-  up to `STREAM_INLINE_SECONDS` of media, each `streamcontinue` task the next
-  `STREAM_CHUNK_SECONDS`; passes start on grid boundaries, so segment numbers continue.
-* Public URLs of stream objects (`public_url`) and the thumbnail's ffmpeg arguments.
+  id, otherwise (or when that id is taken by another object) one derived from the object's
+  name and generation (`derived_video_id`), so every delivery picks the same id.
+* How the live rendition is split into passes (`pass_end`) and background qualities into
+  chunks (`quality_chunk_seconds`); public URLs of stream objects (`public_url`).
+
+The video document itself: functions/streaming/document.py; the design: docs/streaming.md.
 """
 
 from __future__ import annotations
@@ -19,16 +15,10 @@ from __future__ import annotations
 import hashlib
 import math
 import urllib.parse
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
-from pathlib import Path
-from typing import Any
 
 from core.vocabulary import is_id
 from media.hls.ladder import Rendition, SegmentGrid
-from media.hls.playlists import StreamPaths
-from media.picture import even
 
 UPLOADS_ROOT = "uploads"
 VIDEO_EXTENSIONS = frozenset(
@@ -38,10 +28,6 @@ THUMBNAIL_NAME = "thumbnail.jpg"
 THUMBNAIL_WIDTH = 640
 THUMBNAIL_AT_S = 1.0
 """Poster frame time: early, so the thumbnail costs little before the first segment."""
-
-# qualityLevels.<name>.status
-WAITING, ENCODING, READY, FAILED = "waiting", "encoding", "ready", "failed"
-SETTLED = (READY, FAILED)
 
 
 @dataclass(frozen=True)
@@ -86,77 +72,6 @@ def parse_upload(path: str, generation: int, content_type: str | None) -> Upload
     return Upload(path, generation, user_id, stem if is_id(stem) else None)
 
 
-# --------------------------------------------------------------------------- the document
-
-
-def rendition_spec(r: Rendition) -> dict[str, Any]:
-    """A rendition as a Firestore map (the document's `ladder`; tasks rebuild it from this)."""
-    return {
-        "name": r.name,
-        "width": r.width,
-        "height": r.height,
-        "fps": f"{r.fps.numerator}/{r.fps.denominator}",
-        "videoKbps": r.video_bitrate_kbps,
-        "maxrateKbps": r.maxrate_kbps,
-        "bufsizeKbps": r.bufsize_kbps,
-        "audioKbps": r.audio_bitrate_kbps,
-        "level": r.level,
-        "levelIdc": r.level_idc,
-        "live": r.live,
-    }
-
-
-def rendition_from_spec(spec: Mapping[str, Any]) -> Rendition:
-    audio = spec.get("audioKbps")
-    return Rendition(
-        name=str(spec["name"]),
-        width=int(spec["width"]),
-        height=int(spec["height"]),
-        fps=Fraction(str(spec["fps"])),
-        video_bitrate_kbps=int(spec["videoKbps"]),
-        maxrate_kbps=int(spec["maxrateKbps"]),
-        bufsize_kbps=int(spec["bufsizeKbps"]),
-        audio_bitrate_kbps=None if audio is None else int(audio),
-        level=str(spec["level"]),
-        level_idc=int(spec["levelIdc"]),
-        live=bool(spec.get("live")),
-    )
-
-
-def quality_levels(ladder: Sequence[Rendition], paths: StreamPaths) -> dict[str, dict[str, Any]]:
-    """The initial `qualityLevels` map: every declared quality, the live one `encoding`."""
-    return {
-        r.name: {
-            "status": ENCODING if r.live else WAITING,
-            "resolution": r.resolution,
-            "width": r.width,
-            "height": r.height,
-            "bandwidth": r.bandwidth_bps,
-            "averageBandwidth": r.average_bandwidth_bps,
-            "codecs": r.codecs,
-            "frameRate": round(r.frame_rate, 3),
-            "playlistPath": paths.media_playlist(r.name),
-            "live": r.live,
-            "error": None,
-        }
-        for r in ladder
-    }
-
-
-def settled(levels: Mapping[str, Mapping[str, Any]]) -> bool:
-    """Every quality is ready or failed (a failed background quality never fails the video)."""
-    return all(level.get("status") in SETTLED for level in levels.values())
-
-
-def pending_qualities(levels: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Background qualities not yet ready or failed."""
-    return [
-        name
-        for name, level in levels.items()
-        if not level.get("live") and level.get("status") not in SETTLED
-    ]
-
-
 # --------------------------------------------------------------------------- live passes
 
 
@@ -179,21 +94,10 @@ def quality_chunk_seconds(rendition: Rendition, base_s: float) -> float:
     return base_s * min(1.0, (1920 * 1080) / pixels)
 
 
-# --------------------------------------------------------------------------- URLs, thumbnail
+# --------------------------------------------------------------------------- URLs
 
 
 def public_url(base: str, path: str) -> str:
     """`base` + object path, path-style (`https://storage.googleapis.com/<bucket>/streams/...`
     or a CDN base): relative URIs inside the playlists resolve against it."""
     return f"{base.rstrip('/')}/{urllib.parse.quote(path)}"
-
-
-def thumbnail_args(src: str, at_s: float, out: Path, *, width: int = THUMBNAIL_WIDTH) -> list[str]:
-    """One JPEG frame at `at_s` of `src` (a local path or an http(s) URL), `width` wide,
-    height from the display aspect (rotation is applied by ffmpeg on decode)."""
-    w = even(width, at_most=width)
-    return [
-        "-ss", f"{max(0.0, at_s):.3f}", "-i", src, "-map", "0:v:0", "-an", "-sn", "-dn",
-        "-vf", f"scale={w}:'trunc(ow/dar/2)*2':flags=bicubic,setsar=1",
-        "-frames:v", "1", "-q:v", "3", "-update", "1", "-f", "image2", str(out),
-    ]  # fmt: skip

@@ -1,0 +1,131 @@
+"""The Storage finalize trigger: a video upload becomes a stream; every other object is ignored.
+
+`handle` claims the upload's video document (claim.py), checks the upload (size, readable
+media, a video stream, duration), plans the ladder, publishes the start (start.py; with
+STREAM_OVERLAP_START the live encoder warms up meanwhile) and runs the first encode pass
+(passes.py) within the event function's limit; `streamcontinue` does the rest. Every
+failure ends the video `failed` (failure.py). docs/streaming.md, "Timeline of one upload".
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from firebase_functions import logger, storage_fn
+
+from core import config, storage
+from core.errors import InvalidInput, MediaError
+from handlers.sweep import SweptCollection, register
+from media.hls import publish
+from media.hls.ladder import Rendition, ladder_for
+from media.probe import MediaInfo, probe_url
+from streaming import document
+from streaming.claim import VideoRun, as_int, claim
+from streaming.failure import failing
+from streaming.live import LiveStream, published_segments
+from streaming.passes import after_pass, finish_live, run_pass
+from streaming.start import publish_start
+
+EVENT_HARD_LIMIT_S = 540 - 20  # the event function is killed at 540 s
+PROBE_TIMEOUT_S = 60.0
+
+# A crashed trigger or task leaves the lease to expire: the sweep fails the video. Once the
+# live rendition has ended the lease is cleared (null never matches the sweep's query).
+register(
+    SweptCollection(
+        document.COLLECTION, processing=document.ACTIVE, pending=(), created_field="createdAt"
+    )
+)
+
+
+def handle(obj: storage_fn.StorageObjectData, event_id: str) -> None:
+    """Storage finalize: stream a video upload; ignore every other object."""
+    upload = publish.parse_upload(obj.name, as_int(obj.generation), obj.content_type)
+    if upload is None:
+        return
+    started = time.monotonic()
+    run = claim(obj, upload, event_id)
+    if run is None:
+        logger.info(
+            "upload event ignored: already claimed or finished", path=obj.name, eventId=event_id
+        )
+        return
+    run.log("upload claimed", path=obj.name, attempt=run.attempts, resumed=run.resumed)
+    with failing(run):
+        _stream_upload(run, obj, started)
+
+
+def _stream_upload(run: VideoRun, obj: storage_fn.StorageObjectData, started: float) -> None:
+    size = as_int(obj.size)
+    if size <= 0:
+        raise InvalidInput("the upload is empty (0 bytes)", code="empty-upload")
+    if size > config.UPLOAD_MAX_BYTES.value:
+        raise InvalidInput(
+            f"the upload is {size} bytes; at most {config.UPLOAD_MAX_BYTES.value} are streamed",
+            code="upload-too-large",
+        )
+    src = storage.source_url(obj.name)
+    info = probe_source(src, size)
+    stream = LiveStream.open(run, plan(info), info.duration_s, src)
+    if run.resumed:
+        stream.segments, ended = published_segments(stream.paths, stream.live.name)
+        if ended:
+            finish_live(stream)
+            return
+    end = publish.pass_end(
+        stream.grid, info.duration_s, len(stream.segments), config.STREAM_INLINE_SECONDS.value
+    )
+    starter = ThreadPoolExecutor(max_workers=1) if config.STREAM_OVERLAP_START.value else None
+    prepared: Future[None] | None = None
+    if starter is not None:  # ffmpeg warms up meanwhile; segments wait for the master
+        prepared = starter.submit(publish_start, stream, info)
+    else:
+        publish_start(stream, info)
+    try:
+        nxt = run_pass(
+            stream,
+            end,
+            budget_s=config.STREAM_INLINE_BUDGET_S.value,
+            hard_limit_s=EVENT_HARD_LIMIT_S,
+            started=started,
+            before_first=prepared,
+        )
+    finally:
+        if starter is not None:
+            starter.shutdown(wait=True)  # never leave the start writes running behind a failure
+    if prepared is not None:
+        prepared.result()
+    after_pass(stream, nxt)
+
+
+def probe_source(src: str, size: int) -> MediaInfo:
+    """Probe the upload through its URL and check it is a video we stream."""
+    try:
+        info = probe_url(src, size_bytes=size, timeout_s=PROBE_TIMEOUT_S)
+    except MediaError as exc:
+        raise MediaError(
+            "the upload is not a readable video (corrupt or unsupported format)",
+            code="unreadable-media",
+        ) from exc
+    if info.video is None:
+        raise InvalidInput("the upload has no video stream (audio only?)", code="no-video-stream")
+    if not info.duration_s or info.duration_s <= 0 or not math.isfinite(info.duration_s):
+        raise MediaError("the upload has no duration", code="unreadable-media")
+    if info.duration_s > config.UPLOAD_MAX_DURATION_S.value:
+        raise InvalidInput(
+            f"the upload lasts {info.duration_s:.0f} s; at most "
+            f"{config.UPLOAD_MAX_DURATION_S.value} s are streamed",
+            code="upload-too-long",
+        )
+    return info
+
+
+def plan(info: MediaInfo) -> list[Rendition]:
+    """The qualities produced: never above the source; 720p only without background ones."""
+    try:
+        ladder = ladder_for(info, max_height=config.STREAM_MAX_HEIGHT.value)
+    except ValueError as exc:
+        raise MediaError(str(exc), code="unreadable-media") from exc
+    return ladder if config.BACKGROUND_QUALITIES.value else ladder[:1]
