@@ -11,17 +11,9 @@ from firebase_functions import firestore_fn, https_fn, scheduler_fn, storage_fn,
 
 from core import runtime
 from core.clients import bucket_name, init_app
-from handlers import (
-    composition_jobs,
-    creation_worker,
-    creations,
-    http_api,
-    image_jobs,
-    longform,
-    multi_video_jobs,
-    sweep,
-    video_jobs,
-)
+from core.operations import call
+from creations import create, document, drafts, http_api, worker  # noqa: F401  (document: the sweep)
+from handlers import composition_jobs, image_jobs, longform, multi_video_jobs, sweep, video_jobs
 from streaming import continuation, qualities, stalled, trigger  # noqa: F401  (stalled: the sweep check)
 
 init_app()
@@ -88,30 +80,30 @@ def handle_composition(
         composition_jobs.handle(event.data.reference, event.id)
 
 
-# --- creations and tokens (handlers/creations.py, docs/creations.md) ------------------
+# --- creations and tokens (creations/, docs/creations.md) -------------------------------
 @https_fn.on_call(**runtime.LIGHT)
 def createvideogeneration(req: https_fn.CallableRequest) -> dict:
-    return creations.call(creations.create_video_generation, req)
+    return call(create.create_video_generation, req)
 
 
 @https_fn.on_call(**runtime.LIGHT)
 def listdrafts(req: https_fn.CallableRequest) -> dict:
-    return creations.call(creations.list_drafts, req)
+    return call(drafts.list_drafts, req)
 
 
 @https_fn.on_call(**runtime.LIGHT)
 def getcreation(req: https_fn.CallableRequest) -> dict:
-    return creations.call(creations.get_creation, req)
+    return call(drafts.get_creation, req)
 
 
 @https_fn.on_call(**runtime.LIGHT)
 def deletecreation(req: https_fn.CallableRequest) -> dict:
-    return creations.call(creations.delete_creation, req)
+    return call(drafts.delete_creation, req)
 
 
 @https_fn.on_call(**runtime.LIGHT)
 def publishcreation(req: https_fn.CallableRequest) -> dict:
-    return creations.call(creations.publish_creation, req)
+    return call(drafts.publish_creation, req)
 
 
 @https_fn.on_request(cors=http_api.CORS, **runtime.LIGHT)
@@ -121,14 +113,14 @@ def generateapi(req: https_fn.Request) -> https_fn.Response:
 
 @tasks_fn.on_task_dispatched(**runtime.CREATION_WORKER.options)
 def creationworker(req: tasks_fn.CallableRequest) -> None:
-    creation_worker.handle(req)
+    worker.handle(req)
 
 
 @firestore_fn.on_document_deleted(document="creations/{creation_id}", **runtime.LIGHT)
 def cleanup_deleted_creation(
     event: firestore_fn.Event[firestore_fn.DocumentSnapshot | None],
 ) -> None:
-    creations.on_deleted(event.params["creation_id"], event.data.to_dict() if event.data else None)
+    drafts.on_deleted(event.params["creation_id"], event.data.to_dict() if event.data else None)
 
 
 # --- progressive HLS for uploads (streaming/, docs/streaming.md) -------------------------

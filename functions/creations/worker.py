@@ -36,7 +36,7 @@ from core.lifecycle import Job, claim, failed_fields, now, renewing, validate, w
 from core.ownership import LostClaim, holds_claim, write_if_owner
 from core.task_attempt import TaskAttempt
 from core.vocabulary import Id, is_id
-from handlers.creations import COLLECTION, creation_ref, estimated_seconds
+from creations.document import COLLECTION, creation_ref, estimated_seconds
 from media.frames import make_thumbnail
 from media.probe import probe
 from providers.base import VideoRequest

@@ -1,7 +1,7 @@
 """The creations HTTP API, for clients that don't use the Firebase SDK.
 
 One `on_request` function (`generateapi`) routes the seed's paths to the same operations
-the callables run (handlers/creations.py):
+the callables run (creations/create.py, creations/drafts.py):
 
     POST   /api/generate/video                {prompt, aspectRatio?, duration?, idempotencyKey?}
                                               -> 202 {creationId, cost, status, estimatedTime}
@@ -31,9 +31,9 @@ from firebase_functions import logger, options
 from flask import Request, Response
 
 from core.clients import init_app
+from core.operations import BadRequest, OperationError, Unauthenticated
 from core.vocabulary import ID_CHARS
-from handlers import creations
-from handlers.creations import BadRequest, OperationError, Unauthenticated
+from creations import create, drafts
 
 FUNCTION_NAME = "generateapi"
 # Browser clients on other origins: bearer tokens, no cookies, so any origin may call.
@@ -138,17 +138,17 @@ def dispatch(request: Request) -> tuple[int, dict[str, Any], dict[str, str]]:
             key = request.headers.get("Idempotency-Key")
             if key and "idempotencyKey" not in payload:
                 payload["idempotencyKey"] = key
-            result = creations.create_video_generation(uid, payload)
+            result = create.create_video_generation(uid, payload)
             location = f"{PREFIX}/video/{result['creationId']}"
             return 202, result, {"Location": location}
         if name == "list":
-            return 200, creations.list_drafts(uid, _query(request)), {}
+            return 200, drafts.list_drafts(uid, _query(request)), {}
         ident = {"creationId": params["id"]}
         if name == "get":
-            return 200, creations.get_creation(uid, ident), {}
+            return 200, drafts.get_creation(uid, ident), {}
         if name == "delete":
-            return 200, creations.delete_creation(uid, ident), {}
-        return 200, creations.publish_creation(uid, ident), {}
+            return 200, drafts.delete_creation(uid, ident), {}
+        return 200, drafts.publish_creation(uid, ident), {}
     except OperationError as err:
         extra = {"WWW-Authenticate": 'Bearer realm="creations"'} if err.http_status == 401 else {}
         return err.http_status, err.to_json(), extra
