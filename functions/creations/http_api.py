@@ -12,7 +12,8 @@ the callables run (creations/create.py, creations/drafts.py):
 
 Auth: `Authorization: Bearer <Firebase ID token>` (401 without a valid one). Errors:
 400 invalid request or wrong state, 401, 402 not enough tokens (details: required,
-balance), 403 someone else's creation, 404 no such creation or route, 405 wrong method.
+balance), 403 someone else's creation, 404 no such creation or route (NOT_FOUND), 405 wrong
+method (UNIMPLEMENTED, with `Allow`).
 The error body has the callable protocol's shape: {"error": {status, message, details?}}.
 An `Idempotency-Key` header is accepted in place of the body's idempotencyKey.
 
@@ -31,7 +32,7 @@ from firebase_functions import logger, options
 from flask import Request, Response
 
 from core.clients import init_app
-from core.operations import BadRequest, OperationError, Unauthenticated
+from core.operations import BadRequest, Code, NotFound, OperationError, Unauthenticated
 from core.vocabulary import ID_CHARS
 from creations import create, drafts
 
@@ -49,11 +50,18 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
 
 
 class MethodNotAllowed(OperationError):
+    """The path exists, not with this method (405, with an `Allow` header)."""
+
+    code = Code.UNIMPLEMENTED
     http_status = 405
 
+    def __init__(self, message: str, allowed: list[str]):
+        super().__init__(message)
+        self.allowed = allowed
 
-class RouteNotFound(OperationError):
-    http_status = 404
+
+class RouteNotFound(NotFound):
+    """No route for the path."""
 
 
 def route_path(path: str) -> str:
@@ -71,16 +79,16 @@ def route_path(path: str) -> str:
 def resolve(method: str, path: str) -> tuple[str, dict[str, str]]:
     """(operation name, path params) for a request; RouteNotFound / MethodNotAllowed."""
     rest = route_path(path)
-    matched_path = False
+    allowed: list[str] = []
     for route_method, pattern, name in _ROUTES:
         m = pattern.match(rest)
         if m is None:
             continue
-        matched_path = True
+        allowed.append(route_method)
         if route_method == method.upper():
             return name, m.groupdict()
-    if matched_path:
-        raise MethodNotAllowed(f"{method} is not allowed on {rest}")
+    if allowed:
+        raise MethodNotAllowed(f"{method} is not allowed on {rest}", allowed)
     raise RouteNotFound(f"no route for {method} {rest}")
 
 
@@ -150,7 +158,11 @@ def dispatch(request: Request) -> tuple[int, dict[str, Any], dict[str, str]]:
             return 200, drafts.delete_creation(uid, ident), {}
         return 200, drafts.publish_creation(uid, ident), {}
     except OperationError as err:
-        extra = {"WWW-Authenticate": 'Bearer realm="creations"'} if err.http_status == 401 else {}
+        extra: dict[str, str] = {}
+        if isinstance(err, Unauthenticated):
+            extra["WWW-Authenticate"] = 'Bearer realm="creations"'
+        if isinstance(err, MethodNotAllowed):
+            extra["Allow"] = ", ".join(err.allowed)
         return err.http_status, err.to_json(), extra
     except Exception as exc:
         logger.error(
