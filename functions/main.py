@@ -12,11 +12,25 @@ from firebase_functions import firestore_fn, https_fn, scheduler_fn, storage_fn,
 from core import runtime
 from core.clients import bucket_name, init_app
 from core.operations import call
-from creations import create, document, drafts, http_api, worker  # noqa: F401  (document: the sweep)
+from creations import create, drafts, http_api, worker
+from creations import document as creation_document
 from handlers import composition_jobs, image_jobs, longform, multi_video_jobs, sweep, video_jobs
-from streaming import continuation, qualities, stalled, trigger  # noqa: F401  (stalled: the sweep check)
+from streaming import continuation, qualities, stalled, trigger
+from streaming import document as video_document
 
 init_app()
+
+# The sweep's one explicit list: every job collection it covers, and the checks it runs.
+SWEPT_COLLECTIONS = (
+    image_jobs.SWEPT,
+    video_jobs.SWEPT,
+    multi_video_jobs.SWEPT,
+    composition_jobs.SWEPT,
+    creation_document.SWEPT,
+    longform.SWEPT,
+    video_document.SWEPT,
+)
+SWEEP_CHECKS = {"stalledQualities": stalled.fail_stalled_qualities}
 
 
 @firestore_fn.on_document_created(
@@ -31,7 +45,7 @@ def handle_image_generation(
 
 @scheduler_fn.on_schedule(schedule="every 5 minutes", **runtime.LIGHT)
 def sweep_stuck_jobs(event: scheduler_fn.ScheduledEvent) -> None:
-    sweep.sweep()
+    sweep.sweep(SWEPT_COLLECTIONS, SWEEP_CHECKS)
 
 
 @https_fn.on_call(**runtime.LIGHT)

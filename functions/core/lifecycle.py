@@ -153,6 +153,25 @@ def raised_progress(current: object, requested: float) -> int:
     return max(stored, min(99, int(requested)))
 
 
+FailureHook = Callable[
+    [firestore.Transaction, firestore.DocumentReference, dict[str, Any], str],
+    dict[str, Any] | None,
+]
+"""(tx, job ref, job as stored, error code) -> extra fields for the failure update. It may
+read and write other documents with `tx` (a refund's ledger entry), never the job."""
+
+
+@dataclass(frozen=True)
+class SweptCollection:
+    """How the sweep (handlers/sweep.py) finds a collection's abandoned work."""
+
+    name: str
+    processing: tuple[str, ...] = ("processing",)  # statuses that hold a lease
+    pending: tuple[str, ...] = ("pending",)  # statuses waiting for a first claim
+    created_field: str = "created_at"  # when a pending job started waiting
+    on_failed: FailureHook | None = None  # runs once, inside the transaction that fails it
+
+
 def failed_fields(code: str, message: str, *, retryable: bool, at: datetime) -> dict[str, Any]:
     """The fields every job kind writes when it ends `failed` (docs/job-status.md)."""
     return {

@@ -22,8 +22,8 @@ from google.cloud import firestore
 
 from core import config, ledger
 from core.clients import db
+from core.lifecycle import SweptCollection
 from core.operations import BadRequest, Code, OperationError
-from handlers import sweep
 
 COLLECTION = "creations"
 FEED = "feed"
@@ -132,12 +132,10 @@ def refund_on_failure(
 
 # `queuedAt` is when the creation last became pending (create, or a transient retry), so a
 # creation waiting for its retry is judged from then, not from its first attempt.
-sweep.register(
-    sweep.SweptCollection(
-        COLLECTION,
-        processing=("processing",),
-        pending=("pending",),
-        created_field="queuedAt",
-        on_failed=refund_on_failure,
-    )
+SWEPT = SweptCollection(
+    COLLECTION,
+    processing=("processing",),
+    pending=("pending",),
+    created_field="queuedAt",
+    on_failed=refund_on_failure,
 )

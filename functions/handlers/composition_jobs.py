@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from core import config, storage
 from core.errors import InvalidInput, JobError, MediaError, named
-from core.lifecycle import Job, run_job, work_dir
+from core.lifecycle import Job, SweptCollection, run_job, work_dir
 from core.safe_fetch import check_document_urls, fetch_url
 from core.vocabulary import MAX_URL_LENGTH, Id, Url
 from media.compose import DEFAULT_CROSSFADE_S, AudioMode
@@ -42,6 +42,7 @@ from media.compose_run import compose
 from media.probe import MediaInfo, probe
 
 COLLECTION = "composition_jobs"
+SWEPT = SweptCollection(COLLECTION)
 COMPOSE_TIMEOUT_S = 420.0  # inside the 540 s of the event function, after the downloads
 FETCH_WORKERS = 4
 

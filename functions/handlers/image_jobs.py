@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from core import config, storage
 from core.clients import db
 from core.errors import InvalidInput, JobError
-from core.lifecycle import Job, run_job, work_dir
+from core.lifecycle import Job, SweptCollection, run_job, work_dir
 from core.safe_fetch import fetch_url
 from core.vocabulary import Id
 from media.images import composite_product, image_size
@@ -24,6 +24,7 @@ from providers.base import ImageRequest
 from providers.registry import get_provider
 
 COLLECTION = "image_generation_jobs"
+SWEPT = SweptCollection(COLLECTION)
 IMAGE_SIZE = (1280, 720)
 
 

@@ -33,12 +33,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from core import config, runtime, storage
 from core.clients import db
 from core.errors import JobError, MediaError, validation_problems
-from core.lifecycle import lease_duration, now, renewing, work_dir
+from core.lifecycle import SweptCollection, lease_duration, now, renewing, work_dir
 from core.ownership import write_as_owner
 from core.task_attempt import Retry, TaskAttempt
 from core.tasks import enqueue
 from core.vocabulary import AspectRatio, Id, Resolution
-from handlers.sweep import SweptCollection, register
 from media.compose_run import stitch
 from media.frames import extract_last_frame
 from media.probe import probe
@@ -51,10 +50,8 @@ MAX_SEGMENT_SECONDS = 10.0
 MAX_PROMPT_CHARS = 2000
 STITCH_TIMEOUT_S = 480.0
 
-register(
-    SweptCollection(
-        COLLECTION, processing=plan.ACTIVE, pending=(plan.QUEUED,), created_field="createdAt"
-    )
+SWEPT = SweptCollection(
+    COLLECTION, processing=plan.ACTIVE, pending=(plan.QUEUED,), created_field="createdAt"
 )
 
 

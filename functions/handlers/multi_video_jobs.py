@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from core import config, runtime, storage
 from core.clients import bucket, db
 from core.errors import InvalidInput, JobError, named
-from core.lifecycle import Job, resume, run_job, validate, work_dir
+from core.lifecycle import Job, SweptCollection, resume, run_job, validate, work_dir
 from core.safe_fetch import check_document_urls
 from core.task_attempt import TaskAttempt
 from core.tasks import enqueue
@@ -64,6 +64,7 @@ from handlers.video_jobs import (
 )
 
 COLLECTION = "multi_video_jobs"
+SWEPT = SweptCollection(COLLECTION)
 
 
 class SceneSpec(BaseModel):

@@ -5,8 +5,8 @@ that was never delivered, would leave a job hanging. Every few minutes the sweep
 - fails jobs whose lease expired while `processing` (code `lease-expired`), through the
   same ownership check as a worker, so it never overwrites a job that just finished;
 - fails `pending` jobs nobody claimed within the lease (code `not-started`).
-Collections with extra duties on failure (e.g. refunds for creations) register a hook;
-state that is not a job document (e.g. a stream's background qualities) registers a check.
+Which collections, with which statuses and failure hooks (a creation's refund), and which
+extra checks (a stream's stalled qualities): one explicit list in main.py.
 
 Queries use only equality + range on top-level collections (no collection-group queries),
 with composite indexes declared in firestore.indexes.json.
@@ -14,7 +14,7 @@ with composite indexes declared in firestore.indexes.json.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,49 +24,12 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from core.clients import db
-from core.lifecycle import failed_fields, lease_duration, now
+from core.lifecycle import SweptCollection, failed_fields, lease_duration, now
 from core.ownership import write_if_owner
 
-# (tx, job ref, job data, error code) -> extra fields for the job's failure update. It may
-# read and write other documents with `tx` (e.g. a refund's ledger entry), never the job.
-FailureHook = Callable[
-    [firestore.Transaction, firestore.DocumentReference, dict[str, Any], str],
-    dict[str, Any] | None,
-]
-
-
-@dataclass(frozen=True)
-class SweptCollection:
-    name: str
-    processing: tuple[str, ...] = ("processing",)  # statuses that hold a lease
-    pending: tuple[str, ...] = ("pending",)
-    created_field: str = "created_at"
-    on_failed: FailureHook | None = None  # runs once, inside the transaction that fails the job
-
-
-JOB_COLLECTIONS: dict[str, SweptCollection] = {}
-
-# name -> check(now) -> how many things it failed. A check fails what it finds stuck with
-# the same care as `_fail`: re-read in a transaction, never overwrite finished work.
 SweepCheck = Callable[[datetime], int]
-CHECKS: dict[str, SweepCheck] = {}
-
-
-def register(collection: SweptCollection) -> None:
-    JOB_COLLECTIONS[collection.name] = collection
-
-
-def register_check(name: str, check: SweepCheck) -> None:
-    CHECKS[name] = check
-
-
-for _name in (
-    "image_generation_jobs",
-    "video_generation_jobs",
-    "multi_video_jobs",
-    "composition_jobs",
-):
-    register(SweptCollection(_name))
+"""check(now) -> how many things it failed. A check fails what it finds stuck with the same
+care as `_fail`: through the ownership check, never overwriting finished work."""
 
 
 @dataclass
@@ -79,10 +42,16 @@ class SweepReport:
         return {"expired": self.expired, "notStarted": self.not_started, **self.checks}
 
 
-def sweep(at: datetime | None = None) -> SweepReport:
+def sweep(
+    collections: Sequence[SweptCollection],
+    checks: Mapping[str, SweepCheck],
+    at: datetime | None = None,
+) -> SweepReport:
+    """Fail the abandoned work of every collection, then run every check (main.py lists
+    both)."""
     t = at or now()
     report = SweepReport()
-    for coll in JOB_COLLECTIONS.values():
+    for coll in collections:
         for status in coll.processing:
             q = (
                 db()
@@ -118,7 +87,7 @@ def sweep(at: datetime | None = None) -> SweepReport:
                     )
                 ):
                     report.not_started += 1
-    for name, check in CHECKS.items():
+    for name, check in checks.items():
         report.checks[name] = check(t)
     logger.info("sweep finished", **report.as_dict())
     return report

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core import config, storage
 from core.clients import db
 from core.errors import InvalidInput, JobError, MediaError, ProviderError, named
-from core.lifecycle import Job, run_job, work_dir
+from core.lifecycle import Job, SweptCollection, run_job, work_dir
 from core.safe_fetch import fetch_url
 from core.vocabulary import RESOLUTIONS, AspectRatio, Id, Resolution, Url
 from media.probe import MediaInfo, probe
@@ -37,6 +37,7 @@ from providers.base import MediaProvider, VideoRequest
 from providers.registry import get_provider
 
 COLLECTION = "video_generation_jobs"
+SWEPT = SweptCollection(COLLECTION)
 VideoProviderName = Literal["local", "replicate", "veo"]  # the per-job override allow-list
 DEFAULT_PROMPT = "Bring this image to life with subtle, natural motion and a slow camera move."
 MAX_IMAGE_SIDE = 8192

@@ -19,7 +19,7 @@ from fractions import Fraction
 from typing import Any
 
 from core.errors import JobError
-from core.lifecycle import failed_fields
+from core.lifecycle import SweptCollection, failed_fields
 from media.hls.ladder import Rendition
 from media.hls.playlists import StreamPaths
 from media.hls.publish import Upload
@@ -30,6 +30,9 @@ ACTIVE = (PROCESSING, READY)  # statuses that hold the live encode's lease
 # qualityLevels.<name>.status
 WAITING, ENCODING = "waiting", "encoding"
 SETTLED = (READY, FAILED)
+# A crashed trigger or task leaves the lease to expire: the sweep fails the video. Once the
+# live rendition has ended the lease is cleared (null never matches the sweep's query).
+SWEPT = SweptCollection(COLLECTION, processing=ACTIVE, pending=(), created_field="createdAt")
 
 
 def new_video(

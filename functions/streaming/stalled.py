@@ -17,7 +17,6 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from core import config
 from core.clients import db
-from handlers import sweep
 from streaming import document
 from streaming.quality_levels import complete_if_settled, modify_level
 
@@ -77,6 +76,3 @@ def _fail_stalled(
 
     modify_level(ref, quality, change)
     return failed
-
-
-sweep.register_check("stalledQualities", fail_stalled_qualities)

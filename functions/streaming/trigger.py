@@ -17,11 +17,9 @@ from firebase_functions import logger, storage_fn
 
 from core import config, storage
 from core.errors import InvalidInput, MediaError
-from handlers.sweep import SweptCollection, register
 from media.hls import publish
 from media.hls.ladder import Rendition, ladder_for
 from media.probe import MediaInfo, probe_url
-from streaming import document
 from streaming.claim import VideoRun, as_int, claim
 from streaming.failure import failing
 from streaming.live import LiveStream, published_segments
@@ -30,14 +28,6 @@ from streaming.start import publish_start
 
 EVENT_HARD_LIMIT_S = 540 - 20  # the event function is killed at 540 s
 PROBE_TIMEOUT_S = 60.0
-
-# A crashed trigger or task leaves the lease to expire: the sweep fails the video. Once the
-# live rendition has ended the lease is cleared (null never matches the sweep's query).
-register(
-    SweptCollection(
-        document.COLLECTION, processing=document.ACTIVE, pending=(), created_field="createdAt"
-    )
-)
 
 
 def handle(obj: storage_fn.StorageObjectData, event_id: str) -> None:
