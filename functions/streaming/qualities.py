@@ -169,18 +169,16 @@ def chunk_list_path(paths: StreamPaths, quality: str, index: int) -> str:
 
 
 def after_encoded(ref: firestore.DocumentReference, quality: str) -> None:
-    """All segments of a quality exist: swap now if the grace has passed, else schedule it.
-    While the live rendition is still encoding, its end schedules the swap instead."""
+    """All segments of a quality exist: its swap task runs once the grace has passed (the
+    swap always runs in that one task). While the live rendition is still encoding, its
+    end schedules the swap instead."""
     data = ref.get().to_dict() or {}
     ended_at = data.get("liveEndedAt")
     if not isinstance(ended_at, datetime):
         return
     grace = swap_grace_s(_grid(data).target_duration)
     remaining = grace - (now() - ended_at).total_seconds()
-    if remaining <= 0:
-        swap(ref, quality)
-    else:
-        tasks.schedule_swap(str(ref.id), quality, remaining)
+    tasks.schedule_swap(str(ref.id), quality, max(0.0, remaining))
 
 
 def swap(ref: firestore.DocumentReference, quality: str) -> None:
