@@ -14,7 +14,10 @@ from core.clients import bucket_name, init_app
 from core.operations import call
 from creations import create, drafts, http_api, worker
 from creations import document as creation_document
-from handlers import composition_jobs, image_jobs, longform, multi_video_jobs, sweep, video_jobs
+from handlers import composition_jobs, image_jobs, multi_video_jobs, sweep, video_jobs
+from longform import callables as longform_callables
+from longform import job as longform_job
+from longform import step as longform_step
 from streaming import continuation, qualities, stalled, trigger
 from streaming import document as video_document
 
@@ -27,7 +30,7 @@ SWEPT_COLLECTIONS = (
     multi_video_jobs.SWEPT,
     composition_jobs.SWEPT,
     creation_document.SWEPT,
-    longform.SWEPT,
+    longform_job.SWEPT,
     video_document.SWEPT,
 )
 SWEEP_CHECKS = {"stalledQualities": stalled.fail_stalled_qualities}
@@ -50,17 +53,17 @@ def sweep_stuck_jobs(event: scheduler_fn.ScheduledEvent) -> None:
 
 @https_fn.on_call(**runtime.LIGHT)
 def triggerlongformvideojob(req: https_fn.CallableRequest) -> dict:
-    return longform.trigger(req)
+    return call(longform_callables.trigger, req)
 
 
 @https_fn.on_call(**runtime.LIGHT)
 def replaylongformvideojob(req: https_fn.CallableRequest) -> dict:
-    return longform.replay(req)
+    return call(longform_callables.replay, req)
 
 
 @tasks_fn.on_task_dispatched(**runtime.LONGFORM_STEP.options)
 def longformstep(req: tasks_fn.CallableRequest) -> None:
-    longform.handle_step(req)
+    longform_step.handle_step(req)
 
 
 @firestore_fn.on_document_created(

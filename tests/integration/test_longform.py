@@ -20,6 +20,7 @@ from google.cloud import firestore, storage
 from google.cloud.firestore_v1.base_query import FieldFilter
 from PIL import Image
 
+from core import runtime
 from local_stack.stack import LocalStack
 from media.frames import extract_frame_at, extract_last_frame
 from media.probe import probe
@@ -27,7 +28,7 @@ from providers.local import render_prompt_image, video_size
 from tests.watch import DocWatcher, wait_until
 
 pytestmark = pytest.mark.stack
-MAX_ATTEMPTS = 5  # handlers.longform.STEP_MAX_ATTEMPTS
+MAX_ATTEMPTS = runtime.LONGFORM_STEP.max_attempts
 
 
 class JobWatcher(DocWatcher):
@@ -339,9 +340,9 @@ def test_a_long_step_keeps_renewing_its_lease(stack: LocalStack, db, monkeypatch
     minutes), and stops once the step is no longer this worker's."""
     from datetime import UTC, datetime, timedelta
 
-    from handlers import longform
+    from longform import claim as step_claim
 
-    monkeypatch.setattr(longform, "lease_duration", lambda: timedelta(seconds=3))  # beat: 1 s
+    monkeypatch.setattr(step_claim, "lease_duration", lambda: timedelta(seconds=3))  # beat: 1 s
     ref = db.collection("videoJobs").document(f"lease-{uuid.uuid4().hex[:8]}")
     start = datetime.now(UTC)
     ref.set(
@@ -355,8 +356,8 @@ def test_a_long_step_keeps_renewing_its_lease(stack: LocalStack, db, monkeypatch
             "leaseExpiresAt": start,
         }
     )
-    run = longform.StepRun(ref, ref.get().to_dict(), 0, 0, "task-a", 0)
-    with longform._heartbeat(run):
+    run = step_claim.StepRun(ref, ref.get().to_dict(), 0, 0, "task-a", 0)
+    with step_claim.heartbeat(run):
         time.sleep(2.6)
         renewed = ref.get().to_dict()["leaseExpiresAt"]
         assert renewed > start + timedelta(seconds=3), "renewed while the step runs"

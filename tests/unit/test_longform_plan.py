@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workflows import longform_plan as plan
+from longform import plan
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=15)

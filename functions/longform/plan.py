@@ -17,8 +17,8 @@ retry, duplicate, a stale task from before a replay), asks `decide(job, step, re
 Which step is next is derived from the `segments` list alone (the first index with no
 entry), never from a counter, so a crash at any point resumes from the last finished
 segment. Functions that build document updates take `now` and the lease length as
-arguments and return plain dicts; the handler (handlers/longform.py) runs them inside
-Firestore transactions. Nothing here imports Firebase, ffmpeg or a provider, in the spirit
+arguments and return plain dicts; step.py and claim.py run them inside Firestore
+transactions. Nothing here imports Firebase, ffmpeg or a provider, in the spirit
 of Temporal's workflow/activity split.
 """
 

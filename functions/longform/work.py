@@ -1,0 +1,170 @@
+"""The work of a long-form step: generate one segment (seeded by the previous segment's last
+frame), or stitch every segment into the final MP4. The I/O of the workflow (Storage, the
+provider, ffmpeg); what to write is decided by longform/plan.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from google.api_core import exceptions as gexc
+
+from core import storage
+from core.errors import JobError, MediaError
+from core.lifecycle import lease_duration, now, work_dir
+from core.task_attempt import Retry
+from core.vocabulary import AspectRatio, Resolution
+from longform import plan
+from longform.claim import StepRun
+from longform.job import enqueue_step
+from media.compose_run import stitch
+from media.frames import extract_last_frame
+from media.probe import probe
+from providers.base import VideoRequest
+from providers.registry import get_provider
+
+STITCH_TIMEOUT_S = 480.0
+
+
+def segment(run: StepRun, index: int) -> None:
+    """Generate segment `index`, store it and its last frame, record it, enqueue the next."""
+    job = run.job
+    prompts = list(job.get("prompts") or [])
+    seconds = float(job.get("segmentSeconds") or 5.0)
+    aspect: AspectRatio = "16:9"
+    if job.get("aspectRatio") in ("16:9", "9:16", "1:1"):
+        aspect = job["aspectRatio"]
+    resolution: Resolution = "720p"
+    if job.get("resolution") in ("480p", "720p", "1080p"):
+        resolution = job["resolution"]
+    video_path, frame_path = plan.segment_paths(run.user_id, run.job_id, index)
+    started_at = now()
+    with work_dir(f"longform-{run.job_id}-{index}") as tmp:
+        seed = _seed_frame(run.job, index, tmp) if index > 0 else None
+        provider = get_provider("video")
+        t0 = time.monotonic()
+        generated = provider.generate_video(
+            VideoRequest(
+                prompt=prompts[index],
+                duration_s=seconds,
+                aspect_ratio=aspect,
+                image=seed,
+                resolution=resolution,
+            ),
+            tmp / "gen",
+        )
+        generation_s = time.monotonic() - t0
+        run.renew()
+        last = extract_last_frame(generated.path, tmp / "last.png")
+        info = probe(generated.path)
+        if info.video is None:
+            raise MediaError(f"the provider's segment {index} has no video", code="invalid-clip")
+        url = storage.upload_file(generated.path, video_path, "video/mp4")
+        frame_url = storage.upload_file(last, frame_path, "image/png")
+    entry: dict[str, Any] = {
+        "index": index,
+        "url": url,
+        "path": video_path,
+        "lastFrameUrl": frame_url,
+        "lastFramePath": frame_path,
+        "durationSeconds": round(info.duration_s, 3),
+        "generationSeconds": round(generation_s, 3),
+        "startedAt": started_at,
+        "finishedAt": now(),
+        "seededFrom": "previous-last-frame" if seed is not None else "prompt",
+        "provider": generated.provider,
+        "model": generated.model,
+    }
+    job = run.write(lambda current: plan.segment_update(current, entry, now(), lease_duration()))
+    nxt = plan.step_after(index, job)
+    run.log(
+        "segment finished",
+        index=index,
+        generationSeconds=entry["generationSeconds"],
+        progress=job.get("progress"),
+        next=plan.step_key(nxt) if nxt is not None else None,
+    )
+    if nxt is not None:
+        hand_on(run, nxt)
+
+
+def hand_on(run: StepRun, nxt: plan.Step) -> None:
+    """Enqueue the next step after this one was recorded. If that fails, the task is
+    retried: the retry finds this step done and only enqueues the next one."""
+    try:
+        enqueue_step(run.job_id, nxt, run.replay)
+    except Exception as exc:
+        run.warn(
+            "could not enqueue the next step; retrying", next=plan.step_key(nxt), error=repr(exc)
+        )
+        raise Retry(f"could not enqueue {plan.step_key(nxt)}") from exc
+
+
+def _seed_frame(job: Mapping[str, Any], index: int, tmp: Path) -> Path:
+    """The last frame of segment index-1: the stored PNG, else decoded from its video."""
+    prev = next(
+        (
+            s
+            for s in job.get("segments") or []
+            if isinstance(s, Mapping) and s.get("index") == index - 1
+        ),
+        None,
+    )
+    if prev is None:
+        raise JobError(f"segment {index - 1} is missing", code="internal")
+    out = tmp / "seed.png"
+    if prev.get("lastFramePath"):
+        try:
+            return storage.download_to(str(prev["lastFramePath"]), out)
+        except gexc.NotFound:
+            pass
+    video = storage.download_to(str(prev["path"]), tmp / "prev.mp4")
+    return extract_last_frame(video, out)
+
+
+def stitch_segments(run: StepRun) -> None:
+    """Join every segment into the final MP4 and complete the job."""
+    try:
+        segments = plan.ordered_segments(run.job)
+    except ValueError as exc:
+        raise JobError(str(exc), code="internal") from exc
+    out_path = plan.final_path(run.user_id, run.job_id)
+    with work_dir(f"longform-{run.job_id}-stitch") as tmp:
+        files: list[Path] = []
+        for seg in segments:
+            local = tmp / f"seg_{int(seg['index']):03d}.mp4"
+            try:
+                storage.download_to(str(seg["path"]), local)
+            except gexc.NotFound as exc:
+                raise MediaError(
+                    f"segment {seg['index']} is missing from Storage", code="missing-segment"
+                ) from exc
+            files.append(local)
+        run.renew()
+        t0 = time.monotonic()
+        result = stitch(files, tmp / "final.mp4", timeout_s=STITCH_TIMEOUT_S)
+        stitch_s = time.monotonic() - t0
+        run.renew()
+        url = storage.upload_file(result.path, out_path, "video/mp4")
+    completed_at = now()
+    job = run.write(
+        lambda current: plan.completion_update(
+            current,
+            final_url=url,
+            final_path=out_path,
+            duration_s=result.duration_s,
+            stitch_seconds=stitch_s,
+            stitch_mode=result.mode,
+            now=completed_at,
+        )
+    )
+    run.log(
+        "job completed",
+        durationSeconds=job.get("durationSeconds"),
+        stitchSeconds=job.get("stitchSeconds"),
+        stitchMode=result.mode,
+        queuedToCompletedSeconds=job.get("queuedToCompletedSeconds"),
+    )
