@@ -1,18 +1,27 @@
-"""The long-form job `videoJobs/{jobId}`: what a request may ask for, and enqueueing a step.
-docs/longform.md describes the document.
+"""The long-form job `videoJobs/{jobId}`: what a request may ask for, the stored job as every
+step reads it, and enqueueing a step.
+
+`LongFormJob` validates the stored document once per step with the same rules as the
+request (`LongFormRequest`): a stored value it does not recognise fails the job with
+`invalid-argument`, it is never replaced by a default. docs/longform.md.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from google.cloud import firestore
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core import runtime
 from core.clients import db
+from core.errors import InvalidInput, validation_problems
 from core.lifecycle import SweptCollection
 from core.tasks import enqueue
 from core.vocabulary import AspectRatio, Id, Resolution
 from longform import plan
+from providers.base import VideoRequest
 
 COLLECTION = "videoJobs"
 MAX_SEGMENT_SECONDS = 10.0
@@ -22,8 +31,8 @@ SWEPT = SweptCollection(
 )
 
 
-class LongFormRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LongFormSettings(BaseModel):
+    """What a job generates: its prompts, segment length, aspect ratio and resolution."""
 
     prompts: list[str] = Field(min_length=1)
     segmentSeconds: float = Field(default=5.0, gt=0, le=MAX_SEGMENT_SECONDS)
@@ -42,11 +51,44 @@ class LongFormRequest(BaseModel):
         return cleaned
 
 
+class LongFormRequest(LongFormSettings):
+    """`triggerlongformvideojob`'s request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LongFormJob(LongFormSettings):
+    """The stored job as a step reads it (lifecycle fields are the plan's business)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    userId: Id
+
+    def segment_request(self, index: int, seed: Path | None) -> VideoRequest:
+        """What segment `index` asks the provider for (`seed`: the previous last frame)."""
+        return VideoRequest(
+            prompt=self.prompts[index],
+            duration_s=self.segmentSeconds,
+            aspect_ratio=self.aspectRatio,
+            image=seed,
+            resolution=self.resolution,
+        )
+
+
 class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     jobId: Id
     prompt: str | None = Field(default=None, min_length=1, max_length=MAX_PROMPT_CHARS)
+
+
+def stored_job(data: dict[str, Any]) -> LongFormJob:
+    """The stored job, validated; InvalidInput naming the fields it does not accept."""
+    try:
+        return LongFormJob.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(validation_problems(exc, "job"))
+        raise InvalidInput(f"the stored job is not valid: {problems}") from exc
 
 
 def job_ref(job_id: str) -> firestore.DocumentReference:

@@ -2,10 +2,10 @@
 segment index or "stitch"), so no step is bound by another's time limit and a crash or a
 retry resumes from the last finished segment.
 
-Each task asks the plan what to do (`run`, `already-done`, `ignore`); a step it runs works
-(work.py) under a heartbeat, and the task attempt (core/task_attempt.py) settles a failure:
-noted as `lastRetry` and retried, or recorded as `failed` with `failedStep` (replayable).
-docs/longform.md, "The loop".
+Each task asks the plan what to do (`run`, `already-done`, `ignore`); a step it runs reads
+the stored job (validated once, job.py), works (work.py) under a heartbeat, and the task
+attempt (core/task_attempt.py) settles a failure: noted as `lastRetry` and retried, or
+recorded as `failed` with `failedStep` (replayable). docs/longform.md, "The loop".
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from core.lifecycle import lease_duration, now
 from core.task_attempt import TaskAttempt
 from longform import plan
 from longform.claim import StepRun, begin, heartbeat
-from longform.job import enqueue_step, job_ref
+from longform.job import enqueue_step, job_ref, stored_job
 from longform.work import segment, stitch_segments
 
 
@@ -76,11 +76,12 @@ def run_step(
     run.log("step started", reason=decision.reason)
 
     def work() -> None:
+        spec = stored_job(run.job)
         with heartbeat(run):
             if step == plan.STITCH:
                 stitch_segments(run)
             else:
-                segment(run, int(step))
+                segment(run, spec, int(step))
 
     attempt.run(
         work,

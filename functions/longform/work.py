@@ -16,46 +16,26 @@ from core import storage
 from core.errors import JobError, MediaError
 from core.lifecycle import lease_duration, now, work_dir
 from core.task_attempt import Retry
-from core.vocabulary import AspectRatio, Resolution
 from longform import plan
 from longform.claim import StepRun
-from longform.job import enqueue_step
+from longform.job import LongFormJob, enqueue_step
 from media.compose_run import stitch
 from media.frames import extract_last_frame
 from media.probe import probe
-from providers.base import VideoRequest
 from providers.registry import get_provider
 
 STITCH_TIMEOUT_S = 480.0
 
 
-def segment(run: StepRun, index: int) -> None:
+def segment(run: StepRun, spec: LongFormJob, index: int) -> None:
     """Generate segment `index`, store it and its last frame, record it, enqueue the next."""
-    job = run.job
-    prompts = list(job.get("prompts") or [])
-    seconds = float(job.get("segmentSeconds") or 5.0)
-    aspect: AspectRatio = "16:9"
-    if job.get("aspectRatio") in ("16:9", "9:16", "1:1"):
-        aspect = job["aspectRatio"]
-    resolution: Resolution = "720p"
-    if job.get("resolution") in ("480p", "720p", "1080p"):
-        resolution = job["resolution"]
     video_path, frame_path = plan.segment_paths(run.user_id, run.job_id, index)
     started_at = now()
     with work_dir(f"longform-{run.job_id}-{index}") as tmp:
         seed = _seed_frame(run.job, index, tmp) if index > 0 else None
         provider = get_provider("video")
         t0 = time.monotonic()
-        generated = provider.generate_video(
-            VideoRequest(
-                prompt=prompts[index],
-                duration_s=seconds,
-                aspect_ratio=aspect,
-                image=seed,
-                resolution=resolution,
-            ),
-            tmp / "gen",
-        )
+        generated = provider.generate_video(spec.segment_request(index, seed), tmp / "gen")
         generation_s = time.monotonic() - t0
         run.renew()
         last = extract_last_frame(generated.path, tmp / "last.png")

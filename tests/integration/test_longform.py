@@ -281,6 +281,42 @@ def test_a_content_policy_refusal_fails_at_once(stack: LocalStack, db, id_token)
     assert task_attempts(stack, f"{job_id}-seg-0-try-0") == [200], "not retried"
 
 
+def test_a_stored_job_the_backend_does_not_accept_fails_instead_of_being_repaired(
+    stack: LocalStack, db, bucket
+):
+    """A job document whose aspect ratio the backend does not know (changed or corrupted
+    after the callable accepted it) fails its step with invalid-argument naming the field;
+    it is not generated with a default aspect ratio."""
+    uid = user()
+    ref = db.collection("videoJobs").document(f"bad-{uuid.uuid4().hex[:8]}")
+    ref.set(
+        {
+            "userId": uid,
+            "prompts": ["A lighthouse"],
+            "segmentSeconds": 1,
+            "aspectRatio": "4:3",
+            "resolution": "480p",
+            "status": "queued",
+            "segments": [],
+            "replayCount": 0,
+        }
+    )
+    task = f"{ref.id}-seg-0-try-0"
+    r = requests.post(
+        stack.function_url("longformstep"),
+        json={"data": {"jobId": ref.id, "step": 0, "replay": 0}},
+        headers={"X-CloudTasks-TaskName": task, "X-CloudTasks-TaskRetryCount": "0"},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text  # a permanent failure is not retried
+    failed = ref.get().to_dict() or {}
+    assert failed["status"] == "failed" and failed["failedStep"] == 0
+    assert failed["error"]["code"] == "invalid-argument"
+    assert "aspectRatio" in failed["error"]["message"]
+    assert failed["segments"] == []
+    assert not list(bucket.list_blobs(prefix=f"users/{uid}/longform/{ref.id}/"))
+
+
 # --------------------------------------------------------------------------------------
 def test_a_stitching_failure_sets_stitch_error(stack: LocalStack, db, bucket, id_token):
     uid = user()
