@@ -55,7 +55,7 @@ from core.safe_fetch import check_document_urls
 from core.task_attempt import TaskAttempt
 from core.tasks import enqueue
 from core.vocabulary import MAX_URL_LENGTH, AspectRatio, Id, Resolution, Url
-from handlers.video_jobs import (
+from providers.clips import (
     VideoProviderName,
     check_duration,
     choose_provider,

@@ -213,17 +213,3 @@ def test_video_job_through_the_real_replicate_adapter(
     assert abs(info.duration_s - 1.0) <= 2 / 24
     progress = watch.values("progress")
     assert progress == sorted(progress) and progress[-1] == 100
-
-
-def test_naming_a_provider_is_refused_unless_the_deployment_allows_it(monkeypatch):
-    """In-process: the default deployment (ALLOW_PROVIDER_OVERRIDE unset) refuses `provider`."""
-    from core.errors import InvalidInput
-    from handlers.video_jobs import choose_provider
-
-    monkeypatch.delenv("ALLOW_PROVIDER_OVERRIDE", raising=False)
-    monkeypatch.setenv("MEDIA_PROVIDER", "local")
-    with pytest.raises(InvalidInput, match="ALLOW_PROVIDER_OVERRIDE"):
-        choose_provider("replicate")
-    assert choose_provider(None).name == "local"
-    monkeypatch.setenv("ALLOW_PROVIDER_OVERRIDE", "true")
-    assert choose_provider("local").name == "local"
