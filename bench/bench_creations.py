@@ -40,6 +40,7 @@ for _p in (_ROOT / "functions", _ROOT):
         sys.path.insert(0, str(_p))
 
 from core import ledger  # noqa: E402
+from devtools import ledger_audit  # noqa: E402
 from local_stack.auth import local_id_token  # noqa: E402
 from local_stack.stack import LocalStack, StackSettings  # noqa: E402
 
@@ -121,7 +122,7 @@ def _fifty_way(client: _Client, db_wait_s: float = 60.0) -> dict[str, Any]:
     with ThreadPoolExecutor(50) as pool:
         results = list(pool.map(lambda _: client.create(uid, prompt), range(50)))
     wall = time.perf_counter() - started
-    balance, total = ledger.audit(uid)
+    balance, total = ledger_audit.audit(uid)
     accepted = [body["result"]["creationId"] for status, _, body in results if status == 200]
     refused = [body["error"] for status, _, body in results if status != 200]
     outcome: dict[str, Any] = {
@@ -139,14 +140,14 @@ def _fifty_way(client: _Client, db_wait_s: float = 60.0) -> dict[str, Any]:
     }
     end = time.monotonic() + db_wait_s
     while time.monotonic() < end:
-        refunds = [e for e in ledger.entries(uid) if e["type"] == "refund"]
+        refunds = [e for e in ledger_audit.entries(uid) if e["type"] == "refund"]
         if len(refunds) >= len(accepted):
             break
         time.sleep(0.5)
-    balance, total = ledger.audit(uid)
+    balance, total = ledger_audit.audit(uid)
     outcome.update(
         {
-            "refunds": sum(1 for e in ledger.entries(uid) if e["type"] == "refund"),
+            "refunds": sum(1 for e in ledger_audit.entries(uid) if e["type"] == "refund"),
             "balance_after_refunds": balance,
             "ledger_sum_after_refunds": total,
         }

@@ -16,7 +16,7 @@ Measured (wall seconds):
     master, a media playlist that lists a segment, and that segment;
   - `ready` (the document's `readyAt`);
   - 720p complete (ENDLIST; `liveEndedAt`);
-* the baseline in the same run: `media.hls.encode.baseline_encode_args` for 720p only
+* the baseline in the same run: `devtools.baseline.baseline_encode_args` for 720p only
   (one ffmpeg, VOD, same encoder settings and grid), reading the same upload URL, then
   every file uploaded; nothing is playable before the last upload;
 * 720p encode speed (x realtime) of the live encode (trigger start -> ENDLIST, publishing
@@ -57,13 +57,13 @@ import requests  # noqa: E402
 from google.cloud import firestore  # noqa: E402
 from google.cloud.storage import Bucket, Client  # noqa: E402
 
+from devtools.baseline import run_baseline  # noqa: E402
+from devtools.media_factory import make_clip  # noqa: E402
 from local_stack.stack import LocalStack, StackSettings  # noqa: E402
 from media.hls.encode import LIVE_PRESET, LIVE_TUNE, hls_encode_args  # noqa: E402
 from media.hls.ladder import ladder_for  # noqa: E402
-from media.hls.segmenter import run_baseline  # noqa: E402
 from media.probe import probe  # noqa: E402
 from media.process import run_ffmpeg  # noqa: E402
-from tests.media_factory import make_clip  # noqa: E402
 
 CACHE = _ROOT / ".local" / "bench"
 STACK_ENV = {

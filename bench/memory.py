@@ -42,7 +42,7 @@ print(json.dumps({"python_mib": self_kb / 1024, "ffmpeg_mib": child_kb / 1024}))
 
 def _inputs(folder: Path) -> tuple[Path, Path, list[Path]]:
     sys.path.insert(0, str(ROOT))
-    from tests.media_factory import make_clip, make_image
+    from devtools.media_factory import make_clip, make_image
 
     clips = [
         make_clip(folder / f"clip{i}.mp4", duration=5.0, width=1280, height=720, fps=30)

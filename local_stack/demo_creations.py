@@ -21,6 +21,7 @@ if str(_FUNCTIONS) not in sys.path:
     sys.path.insert(0, str(_FUNCTIONS))
 
 from core import ledger  # noqa: E402
+from devtools import ledger_audit  # noqa: E402
 from local_stack.auth import local_id_token  # noqa: E402
 from local_stack.stack import LocalStack  # noqa: E402
 from local_stack.watch_cli import watch_document  # noqa: E402
@@ -85,11 +86,11 @@ def run(stack: LocalStack) -> bool:
     print(f"  refused by the provider: {failed.get('error', {}).get('code')}, refunded: {refunded}")
 
     print("  ledger:")
-    for entry in ledger.entries(USER):
+    for entry in ledger_audit.entries(USER):
         print(
             f"    {entry['type']:<7} {entry['amount']:>+5}  balance {entry['balanceAfter']:>4}"
             f"  {entry.get('creationId') or entry.get('reason')}"
         )
-    balance, total = ledger.audit(USER)
+    balance, total = ledger_audit.audit(USER)
     print(f"  balance {balance} (ledger sum {total}): 100 - 40 for the published video")
     return refunded and balance == total == 60

@@ -8,7 +8,6 @@ prints the time to `ready`, the master playlist, the thumbnail and a player page
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import threading
 import time
@@ -26,10 +25,7 @@ _player: PlayerServer | None = None  # kept for the life of the process (keep_ru
 
 
 def _clip(folder: Path) -> Path:
-    functions = str(Path(__file__).resolve().parent.parent / "functions")
-    if functions not in sys.path:
-        sys.path.insert(0, functions)  # media.process (ffmpeg runner) for the clip factory
-    from tests.media_factory import make_clip
+    from devtools.media_factory import make_clip  # puts functions/ on sys.path itself
 
     return make_clip(folder / "upload.mp4", duration=8.0, width=1920, height=1080, crf=28)
 

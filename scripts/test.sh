@@ -8,6 +8,6 @@ PY=functions/venv/bin/python
 echo "==> ruff"
 "$PY" -m ruff check .
 echo "==> mypy"
-"$PY" -m mypy functions local_stack bench
+"$PY" -m mypy functions local_stack bench devtools
 echo "==> pytest"
 "$PY" -m pytest "$@"

@@ -192,18 +192,3 @@ def refund(
         balance=change.balance_after,
     )
     return {"refunded": True, "refundedAt": now(), "refundEntryId": eid}
-
-
-def balance(uid: str) -> int:
-    return balance_of(user_ref(uid).get().to_dict())
-
-
-def entries(uid: str) -> list[dict[str, Any]]:
-    """Every ledger entry of a user, oldest first (with its id)."""
-    rows = [{"id": s.id, **(s.to_dict() or {})} for s in user_ref(uid).collection(LEDGER).stream()]
-    return sorted(rows, key=lambda r: (r.get("createdAt") or now(), r["id"]))
-
-
-def audit(uid: str) -> tuple[int, int]:
-    """(balance, sum of ledger amounts): equal unless something is broken."""
-    return balance(uid), sum(int(e.get("amount") or 0) for e in entries(uid))

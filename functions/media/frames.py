@@ -1,5 +1,5 @@
-"""Still frames from a video: the last frame (to chain scenes), a frame at a time, thumbnails
-(the one place thumbnails are made: creations, and the poster of every stream).
+"""Still frames from a video: the last frame (to chain scenes) and thumbnails (the one place
+thumbnails are made: creations, and the poster of every stream).
 
 The argument lists are built by pure functions (`*_args`) and run through
 `media.process.run_ffmpeg`. Rotation metadata is applied (ffmpeg autorotates on decode),
@@ -95,25 +95,6 @@ def extract_last_frame(
         run_ffmpeg(last_frame_args(src, out, seek_s=None), timeout_s=timeout_s)
     if not _written(out):
         raise MediaError(f"no frame could be decoded from {src.name}", code="unreadable-media")
-    return out
-
-
-def extract_frame_at(
-    video: str | Path, t: float, out_png: str | Path, *, timeout_s: float = _TIMEOUT_S
-) -> Path:
-    """The first frame at or after `t` seconds (accurate seek). A time at or just past the
-    end gives the last frame; a negative time, or one more than a second past the end, is
-    InvalidInput."""
-    src, out = Path(video), Path(out_png)
-    end = video_end_s(src)
-    if t < 0 or t > end + 1.0:
-        raise InvalidInput(f"time {t:.3f}s is outside the video (0-{end:.3f}s)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.unlink(missing_ok=True)
-    if t < end:
-        run_ffmpeg(frame_at_args(src, t, out), timeout_s=timeout_s)
-    if not _written(out):
-        return extract_last_frame(src, out, timeout_s=timeout_s)
     return out
 
 

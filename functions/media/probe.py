@@ -121,27 +121,6 @@ def parse_probe(data: dict, *, size_bytes: int) -> MediaInfo:
     )
 
 
-def keyframe_times(path: str | Path, *, timeout_s: float = 120.0) -> list[float]:
-    """Presentation times of the video keyframes (for checks and tests)."""
-    out = run_ffprobe(
-        [
-            "-select_streams",
-            "v:0",
-            "-skip_frame",
-            "nokey",
-            "-show_entries",
-            "frame=pts_time",
-            "-of",
-            "csv=p=0",
-            str(path),
-        ],
-        timeout_s=timeout_s,
-    )
-    # each line is "pts_time," (side data can add a trailing separator): take the first field
-    fields = (line.split(",", 1)[0].strip() for line in out.splitlines())
-    return [float(x) for x in fields if x and x != "N/A"]
-
-
 def _is_cover(stream: dict) -> bool:
     return bool((stream.get("disposition") or {}).get("attached_pic"))
 

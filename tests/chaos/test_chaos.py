@@ -23,10 +23,10 @@ from google.cloud import firestore, storage
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from devtools.media_factory import make_clip, make_image
 from local_stack.stack import LocalStack
 from tests.conftest import make_stack_settings
 from tests.fakes.provider_api import FakeProviderAPI
-from tests.media_factory import make_clip, make_image
 from tests.watch import DocWatcher, wait_until
 
 pytestmark = pytest.mark.stack

@@ -24,9 +24,9 @@ import pytest
 from google.cloud import firestore
 from google.cloud.storage import Bucket
 
+from devtools.media_factory import make_clip
 from local_stack.player.server import HLS_JS, PlayerServer
 from local_stack.stack import LocalStack
-from tests.media_factory import make_clip
 from tests.watch import DocWatcher
 
 ROOT = Path(__file__).resolve().parents[2]

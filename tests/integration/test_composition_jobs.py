@@ -1,6 +1,6 @@
 """Composition jobs end to end on the local stack, written and watched like a frontend does.
 
-Input clips come from tests/media_factory.py (1 s, 320x180), uploaded to the stack's
+Input clips come from devtools/media_factory.py (1 s, 320x180), uploaded to the stack's
 bucket and passed by their local download URL. Each clip carries its own tone (scene 1:
 300 Hz, scene 2: 500 Hz, scene 3: 700 Hz on the left channel) and the music another
 (1200 Hz), so the tests can hear the order of the clips and whether music was mixed in.
@@ -8,7 +8,6 @@ bucket and passed by their local download URL. Each clip carries its own tone (s
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from array import array
@@ -18,9 +17,10 @@ from typing import Any
 import pytest
 from google.cloud import firestore, storage
 
+from devtools.media_factory import make_audio, make_clip
 from local_stack.stack import LocalStack
-from media.process import run_ffmpeg, run_ffprobe
-from tests.media_factory import make_audio, make_clip
+from media.process import run_ffmpeg
+from tests.support.media import probe_json
 from tests.watch import run_job, wait_until
 
 pytestmark = pytest.mark.stack
@@ -117,9 +117,7 @@ def fetch_output(bucket: storage.Bucket, final: dict, tmp_path: Path) -> Path:
 
 
 def ffprobe(path: Path) -> dict[str, Any]:
-    data = json.loads(
-        run_ffprobe(["-print_format", "json", "-show_streams", "-show_format", str(path)])
-    )
+    data = probe_json(path, "-show_streams", "-show_format")
     kinds = [s["codec_type"] for s in data["streams"]]
     assert kinds.count("video") == 1 and kinds.count("audio") == 1, kinds
     video = next(s for s in data["streams"] if s["codec_type"] == "video")

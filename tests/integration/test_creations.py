@@ -23,6 +23,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from PIL import Image
 
 from core import ledger
+from devtools import ledger_audit
 from local_stack.auth import local_id_token
 from local_stack.stack import LocalStack
 from media.probe import probe
@@ -77,13 +78,13 @@ def user_creations(db: firestore.Client, uid: str) -> list[firestore.DocumentSna
 
 def entries_by_type(uid: str) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {"grant": [], "debit": [], "refund": []}
-    for e in ledger.entries(uid):
+    for e in ledger_audit.entries(uid):
         out[e["type"]].append(e)
     return out
 
 
 def assert_balanced(uid: str, expected: int) -> None:
-    balance, total = ledger.audit(uid)
+    balance, total = ledger_audit.audit(uid)
     assert (balance, total) == (expected, expected), "the ledger must add up to the balance"
 
 
@@ -163,13 +164,13 @@ def test_insufficient_tokens_create_nothing_and_charge_nothing(stack, db):
     assert err["status"] == "RESOURCE_EXHAUSTED"
     assert err["details"] == {"reason": "insufficient-tokens", "required": 80, "balance": 30}
     assert user_creations(db, uid) == []
-    assert [e["type"] for e in ledger.entries(uid)] == ["grant"]
+    assert [e["type"] for e in ledger_audit.entries(uid)] == ["grant"]
     assert_balanced(uid, 30)
 
     nobody = new_user(0)  # no user document at all
     r = call(stack, "createvideogeneration", {"prompt": "Anything", "duration": 4}, nobody)
     assert error_of(r)["details"] == {"reason": "insufficient-tokens", "required": 40, "balance": 0}
-    assert user_creations(db, nobody) == [] and ledger.entries(nobody) == []
+    assert user_creations(db, nobody) == [] and ledger_audit.entries(nobody) == []
 
 
 @pytest.mark.parametrize(

@@ -22,9 +22,10 @@ from PIL import Image
 
 from core import runtime
 from local_stack.stack import LocalStack
-from media.frames import extract_frame_at, extract_last_frame
+from media.frames import extract_last_frame
 from media.probe import probe
 from providers.local import render_prompt_image, video_size
+from tests.support.media import extract_frame_at
 from tests.watch import DocWatcher, wait_until
 
 pytestmark = pytest.mark.stack

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from google.cloud import firestore, storage
 
+from devtools.media_factory import make_clip, make_image
 from local_stack.stack import LocalStack
 from media.probe import probe
 from tests.fakes.provider_api import FakeProviderAPI
-from tests.media_factory import make_clip, make_image
 from tests.watch import DocWatcher, wait_until
 
 pytestmark = pytest.mark.stack

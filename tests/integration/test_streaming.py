@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import threading
 import time
 import urllib.parse
@@ -28,10 +27,9 @@ import requests
 from google.cloud import firestore
 from google.cloud.storage import Bucket
 
+from devtools.media_factory import make_audio, make_clip
 from local_stack.stack import LocalStack
-from media.probe import keyframe_times
-from media.process import run_ffprobe
-from tests.media_factory import make_audio, make_clip
+from tests.support.media import keyframe_times, probe_json
 from tests.watch import DocWatcher
 
 pytestmark = pytest.mark.stack
@@ -76,11 +74,6 @@ def text(bucket: Bucket, path: str) -> str:
 
 def media_playlist(bucket: Bucket, vid: str, name: str) -> m3u8.M3U8:
     return m3u8.loads(text(bucket, f"streams/{vid}/{name}/index.m3u8"))
-
-
-def probe_json(path: Path, *args: str) -> dict[str, Any]:
-    out = run_ffprobe(["-print_format", "json", *args, str(path)])
-    return dict(json.loads(out))
 
 
 def segment_facts(path: Path) -> dict[str, Any]:

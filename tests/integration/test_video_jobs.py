@@ -1,6 +1,6 @@
 """Video jobs end to end on the local stack, written and watched like a frontend does.
 
-Seed images are made with tests/media_factory.py, uploaded to the stack's bucket and
+Seed images are made with devtools/media_factory.py, uploaded to the stack's bucket and
 passed by their local download URL (what a frontend gets from Storage). Every output is
 inspected with ffprobe.
 """
@@ -8,7 +8,6 @@ inspected with ffprobe.
 from __future__ import annotations
 
 import base64
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,11 @@ from typing import Any
 import pytest
 from google.cloud import firestore, storage
 
+from devtools.media_factory import make_image
 from local_stack.stack import LocalStack
 from media.probe import probe
-from media.process import run_ffprobe
 from tests.fakes.provider_api import FakeProviderAPI
-from tests.media_factory import make_image
+from tests.support.media import streams
 from tests.watch import run_job, wait_until
 
 pytestmark = pytest.mark.stack
@@ -61,16 +60,6 @@ def new_job(
     }
     doc.update(overrides)
     return db.collection(COLLECTION).document(job_id), doc
-
-
-def streams(path: Path) -> dict[str, dict]:
-    data = json.loads(
-        run_ffprobe(["-print_format", "json", "-show_streams", "-show_format", str(path)])
-    )
-    out: dict[str, dict] = {"format": data["format"]}
-    for s in data["streams"]:
-        out.setdefault(s["codec_type"], s)
-    return out
 
 
 def download(bucket: storage.Bucket, path: str, tmp_path: Path) -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import InvalidInput, JobError, ProviderError
+from devtools.media_factory import make_audio
 from providers.base import GeneratedMedia, ImageRequest, VideoRequest
 from providers.clips import (
     Clip,
@@ -17,7 +18,6 @@ from providers.clips import (
     resolution_for,
 )
 from providers.local import LocalProvider
-from tests.media_factory import make_audio
 
 
 def test_naming_a_provider_is_refused_unless_the_deployment_allows_it(monkeypatch):

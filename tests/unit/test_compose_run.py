@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import array
-import json
 import math
 import struct
 from pathlib import Path
@@ -13,12 +12,13 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from core.errors import MediaError
+from devtools.media_factory import make_audio, make_clip
 from media.compose_run import compose, stitch
-from media.frames import extract_frame_at
 from media.process import run_ffmpeg, run_ffprobe
-from tests.media_factory import make_audio, make_clip
+from tests.support.media import extract_frame_at, streams
 
 FRAME = 1 / 30
+DATA_HASH = ("-show_data_hash", "md5")  # ffprobe adds extradata_hash to each stream
 CLIP_TONE_HZ = 440  # left channel of every clip with audio (right: 660 Hz)
 MUSIC_TONE_HZ = 1000
 
@@ -64,17 +64,6 @@ def late_audio_clip(d: Path) -> Path:
 # --- helpers ------------------------------------------------------------------------------
 
 
-def streams(path: Path) -> dict[str, dict]:
-    data = json.loads(
-        run_ffprobe(
-            ["-of", "json", "-show_streams", "-show_format", "-show_data_hash", "md5", str(path)]
-        )
-    )
-    out: dict[str, dict] = {s["codec_type"]: s for s in data["streams"]}
-    out["format"] = data["format"]
-    return out
-
-
 def video_packet_hashes(path: Path) -> list[str]:
     text = run_ffprobe(
         [
@@ -86,7 +75,7 @@ def video_packet_hashes(path: Path) -> list[str]:
 
 
 def assert_standard_output(path: Path, width: int, height: int) -> dict[str, dict]:
-    s = streams(path)
+    s = streams(path, *DATA_HASH)
     v, a = s["video"], s["audio"]
     assert (v["codec_name"], v["pix_fmt"], v["width"], v["height"]) == (
         "h264", "yuv420p", width, height,
@@ -155,7 +144,7 @@ def test_compatible_clips_are_stream_copied_packet_for_packet(
     result = compose(parts, tmp_path / "out.mp4")
     assert result.mode == "stream_copy"
     s = assert_standard_output(result.path, 320, 180)
-    src = streams(clips["a"])["video"]
+    src = streams(clips["a"], *DATA_HASH)["video"]
     for key in ("profile", "level", "extradata_hash", "avg_frame_rate"):
         assert s["video"][key] == src[key], key
     expected = [h for p in parts for h in video_packet_hashes(p)]

@@ -9,15 +9,15 @@ import pytest
 from PIL import Image, ImageChops
 
 from core.errors import InvalidInput, MediaError
+from devtools.media_factory import make_audio, make_clip
 from media.frames import (
-    extract_frame_at,
     extract_last_frame,
     last_frame_args,
     make_thumbnail,
     thumbnail_time,
 )
 from media.process import run_ffmpeg, run_ffprobe
-from tests.media_factory import make_audio, make_clip
+from tests.support.media import extract_frame_at
 
 
 @pytest.fixture(scope="module")

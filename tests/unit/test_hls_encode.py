@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from core.errors import MediaError
+from devtools.baseline import run_baseline
+from devtools.media_factory import make_clip
 from media.hls.encode import FFMPEG_PLAYLIST, LIVE_TUNE, hls_encode_args, keyframe_expr
 from media.hls.ladder import Rendition, SegmentGrid, ladder_for, plan_ladder
 from media.hls.playlists import parse_media_playlist
-from media.hls.segmenter import SegmentFile, run_baseline, stream_segments
+from media.hls.segmenter import SegmentFile, stream_segments
 from media.probe import probe
 from media.process import run_ffprobe
-from tests.media_factory import make_clip
 
 PRESET = "ultrafast"  # tests check structure, not picture quality
 NTSC = Fraction(30000, 1001)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devtools.media_factory import make_clip
 from media.hls.ladder import (
     SEGMENT_SECONDS,
     Rendition,
@@ -19,7 +20,6 @@ from media.hls.ladder import (
     plan_ladder,
 )
 from media.probe import probe
-from tests.media_factory import make_clip
 
 
 def _by_name(ladder: list[Rendition]) -> dict[str, Rendition]:

@@ -41,12 +41,11 @@ displayed size: `ladder.displayed_size`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
 from media.hls.ladder import FIRST_SEGMENT_SECONDS, SEGMENT_SECONDS, Rendition, SegmentGrid
-from media.hls.playlists import MEDIA_PLAYLIST_NAME, SEGMENT_PATTERN
+from media.hls.playlists import SEGMENT_PATTERN
 
 FFMPEG_PLAYLIST = "ffmpeg.m3u8"
 """Name of ffmpeg's own playlist in the local output folder (progress feed, not published)."""
@@ -93,79 +92,52 @@ def hls_encode_args(
     if start_number < 0 or (end_number is not None and end_number <= start_number):
         raise ValueError(f"bad segment range [{start_number}, {end_number})")
     out = Path(out_dir)
-    args = [*_input_args(src, grid, start_number, end_number), "-map", "0:v:0"]
+    args = [*input_args(src, grid, start_number, end_number), "-map", "0:v:0"]
     if rendition.has_audio:
         args += ["-map", "0:a:0"]
     args += ["-vf", _video_filter(rendition, grid.boundary_frame(start_number))]
     if end_number is not None:
         frames = grid.boundary_frame(end_number) - grid.boundary_frame(start_number)
         args += ["-frames:v", str(frames)]
-    args += _video_codec_args(
+    args += video_codec_args(
         rendition, grid, start_number, preset=preset, tune=tune, threads=threads
     )
-    args += _audio_args(rendition)
-    args += [
+    args += audio_args(rendition)
+    args += hls_output_args(
+        grid,
+        out / segment_pattern,
+        out / playlist_name,
+        playlist_type="event",
+        flags="independent_segments+temp_file",
+        start_number=start_number,
+    )
+    return args
+
+
+def hls_output_args(
+    grid: SegmentGrid,
+    segment_file: Path,
+    playlist: Path,
+    *,
+    playlist_type: str,
+    flags: str,
+    start_number: int | None = None,
+) -> list[str]:
+    """The hls muxer's options for one output: a segment at every keyframe of `grid`,
+    MPEG-TS, timestamps shifted by TIMELINE_OFFSET_S (see the module doc)."""
+    args = [
         "-map_metadata", "-1",
         "-output_ts_offset", _num(TIMELINE_OFFSET_S),
         "-f", "hls",
         "-hls_time", _num(_hls_time(grid)),
-        "-hls_playlist_type", "event",
+        "-hls_playlist_type", playlist_type,
         "-hls_list_size", "0",
-        "-hls_flags", "independent_segments+temp_file",
+        "-hls_flags", flags,
         "-hls_segment_type", "mpegts",
-        "-start_number", str(start_number),
-        "-hls_segment_filename", str(out / segment_pattern),
-        str(out / playlist_name),
     ]  # fmt: skip
-    return args
-
-
-def baseline_encode_args(
-    src: str | Path,
-    out_dir: str | Path,
-    renditions: Sequence[Rendition],
-    *,
-    segment_s: float = SEGMENT_SECONDS,
-    first_segment_s: float | None = FIRST_SEGMENT_SECONDS,
-    preset: str = "veryfast",
-    threads: int | None = None,
-) -> list[str]:
-    """The "transcode everything, then publish" baseline: one ffmpeg process decodes the
-    source once and writes every rendition as a VOD playlist, `out_dir/<name>/index.m3u8`
-    + `out_dir/<name>/seg_%05d.ts` (the `<name>` folders must exist). Same encoder settings
-    and grid as `hls_encode_args`, so its segments equal the progressive ones.
-    """
-    if not renditions:
-        raise ValueError("no renditions")
-    fps = renditions[0].fps
-    if any(r.fps != fps for r in renditions):
-        raise ValueError("all renditions of an asset must share one frame rate")
-    grid = SegmentGrid(fps, segment_s, first_segment_s)
-    out = Path(out_dir)
-    labels = [f"v{i}" for i in range(len(renditions))]
-    split = "".join(f"[s{i}]" for i in range(len(renditions)))
-    graph = [f"[0:v:0]{_fps_filter(fps, 0)},split={len(renditions)}{split}"]
-    graph += [f"[s{i}]{_scale_filter(r)}[{labels[i]}]" for i, r in enumerate(renditions)]
-    args = [*_input_args(src, grid, 0, None), "-filter_complex", ";".join(graph)]
-    for label, r in zip(labels, renditions, strict=True):
-        args += ["-map", f"[{label}]"]
-        if r.has_audio:
-            args += ["-map", "0:a:0"]
-        args += _video_codec_args(r, grid, 0, preset=preset, tune=None, threads=threads)
-        args += _audio_args(r)
-        args += [
-            "-map_metadata", "-1",
-            "-output_ts_offset", _num(TIMELINE_OFFSET_S),
-            "-f", "hls",
-            "-hls_time", _num(_hls_time(grid)),
-            "-hls_playlist_type", "vod",
-            "-hls_list_size", "0",
-            "-hls_flags", "independent_segments",
-            "-hls_segment_type", "mpegts",
-            "-hls_segment_filename", str(out / r.name / SEGMENT_PATTERN),
-            str(out / r.name / MEDIA_PLAYLIST_NAME),
-        ]  # fmt: skip
-    return args
+    if start_number is not None:
+        args += ["-start_number", str(start_number)]
+    return [*args, "-hls_segment_filename", str(segment_file), str(playlist)]
 
 
 def keyframe_expr(grid: SegmentGrid, start_number: int = 0) -> str:
@@ -184,7 +156,7 @@ def keyframe_expr(grid: SegmentGrid, start_number: int = 0) -> str:
 # --------------------------------------------------------------------------- pieces
 
 
-def _input_args(
+def input_args(
     src: str | Path, grid: SegmentGrid, start_number: int, end_number: int | None
 ) -> list[str]:
     args: list[str] = []
@@ -203,19 +175,19 @@ def _input_args(
     return [*args, "-copyts", "-start_at_zero", "-i", str(src)]
 
 
-def _fps_filter(fps: Fraction, start_frame: int) -> str:
+def fps_filter(fps: Fraction, start_frame: int) -> str:
     return f"fps=fps={fps.numerator}/{fps.denominator}:start_time={_num(float(start_frame / fps))}"
 
 
-def _scale_filter(r: Rendition) -> str:
+def scale_filter(r: Rendition) -> str:
     return f"scale={r.width}:{r.height},setsar=1,format=yuv420p"
 
 
 def _video_filter(r: Rendition, start_frame: int) -> str:
-    return f"{_fps_filter(r.fps, start_frame)},{_scale_filter(r)}"
+    return f"{fps_filter(r.fps, start_frame)},{scale_filter(r)}"
 
 
-def _video_codec_args(
+def video_codec_args(
     r: Rendition,
     grid: SegmentGrid,
     start_number: int,
@@ -246,7 +218,7 @@ def _video_codec_args(
     return args
 
 
-def _audio_args(r: Rendition) -> list[str]:
+def audio_args(r: Rendition) -> list[str]:
     if not r.has_audio:
         return ["-an"]
     return [

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import MediaError
-from media.hls.encode import FFMPEG_PLAYLIST, baseline_encode_args
-from media.hls.ladder import FIRST_SEGMENT_SECONDS, SEGMENT_SECONDS, Rendition
+from media.hls.encode import FFMPEG_PLAYLIST
 from media.hls.playlists import parse_media_playlist
-from media.process import run_ffmpeg, start_ffmpeg
+from media.process import start_ffmpeg
 
 
 @dataclass(frozen=True)
@@ -97,33 +96,6 @@ def stream_segments(
             proc.kill()
             proc.wait()
         stderr.join(1.0)
-
-
-def run_baseline(
-    src: str | Path,
-    out_dir: str | Path,
-    renditions: Sequence[Rendition],
-    *,
-    timeout_s: float,
-    segment_s: float = SEGMENT_SECONDS,
-    first_segment_s: float | None = FIRST_SEGMENT_SECONDS,
-    preset: str = "veryfast",
-    threads: int | None = None,
-) -> None:
-    """Encode every rendition in one pass (the baseline), then return: nothing is
-    playable before this ends. Creates `out_dir/<name>/`."""
-    for r in renditions:
-        (Path(out_dir) / r.name).mkdir(parents=True, exist_ok=True)
-    args = baseline_encode_args(
-        src,
-        out_dir,
-        renditions,
-        segment_s=segment_s,
-        first_segment_s=first_segment_s,
-        preset=preset,
-        threads=threads,
-    )
-    run_ffmpeg(args, timeout_s=timeout_s)
 
 
 def _ready(
