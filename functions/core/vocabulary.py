@@ -8,6 +8,7 @@ id, and never a path traversal). docs/job-status.md lists the fields that carry 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Literal, TypeGuard, get_args
 
 from pydantic import Field
@@ -27,8 +28,15 @@ RESOLUTIONS: tuple[Resolution, ...] = get_args(Resolution)
 # pydantic field types
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 Url = Annotated[str, Field(min_length=1, max_length=MAX_URL_LENGTH)]
+SceneNumber = Annotated[int, Field(ge=0, le=100_000, strict=True)]
 
 
 def is_id(value: object) -> TypeGuard[str]:
     """True for a string that follows the id rule."""
     return isinstance(value, str) and ID_RE.match(value) is not None
+
+
+def require_unique_scene_numbers(numbers: Sequence[int], field: str) -> None:
+    """ValueError (for a pydantic validator) when two items of `field` share a scene_number."""
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"{field}: scene_number values must be unique")

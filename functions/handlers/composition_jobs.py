@@ -36,7 +36,7 @@ from core import config, storage
 from core.errors import InvalidInput, JobError, MediaError, named
 from core.lifecycle import Job, SweptCollection, run_job, work_dir
 from core.safe_fetch import check_document_urls, fetch_url
-from core.vocabulary import MAX_URL_LENGTH, Id, Url
+from core.vocabulary import MAX_URL_LENGTH, Id, SceneNumber, Url, require_unique_scene_numbers
 from media.compose import DEFAULT_CROSSFADE_S, AudioMode
 from media.compose_run import compose
 from media.probe import MediaInfo, probe
@@ -50,7 +50,7 @@ FETCH_WORKERS = 4
 class ClipRef(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    scene_number: int = Field(ge=0, le=100_000, strict=True)
+    scene_number: SceneNumber
     video_url: Url
     duration: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
@@ -73,9 +73,7 @@ class CompositionJob(BaseModel):
 
     @model_validator(mode="after")
     def _unique_scene_numbers(self) -> CompositionJob:
-        numbers = [c.scene_number for c in self.clips]
-        if len(set(numbers)) != len(numbers):
-            raise ValueError("clips: scene_number values must be unique")
+        require_unique_scene_numbers([c.scene_number for c in self.clips], "clips")
         return self
 
 

@@ -54,9 +54,15 @@ from core.lifecycle import Job, SweptCollection, resume, run_job, validate, work
 from core.safe_fetch import check_document_urls
 from core.task_attempt import TaskAttempt
 from core.tasks import enqueue
-from core.vocabulary import MAX_URL_LENGTH, AspectRatio, Id, Resolution, Url
+from core.vocabulary import (
+    MAX_URL_LENGTH,
+    Id,
+    SceneNumber,
+    Url,
+    require_unique_scene_numbers,
+)
 from providers.clips import (
-    VideoProviderName,
+    ClipOptions,
     check_duration,
     choose_provider,
     fetch_seed_image,
@@ -70,27 +76,22 @@ SWEPT = SweptCollection(COLLECTION)
 class SceneSpec(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    scene_number: int = Field(ge=0, le=100_000, strict=True)
+    scene_number: SceneNumber
     seed_image_url: Url
     duration: float = Field(gt=0, allow_inf_nan=False, strict=True)
     description: str = Field(default="", max_length=4000)
 
 
-class MultiVideoJob(BaseModel):
+class MultiVideoJob(ClipOptions):
     model_config = ConfigDict(extra="ignore")
 
     user_id: Id
     scenes: list[SceneSpec] = Field(min_length=1)
     audio_url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
-    aspect_ratio: AspectRatio = "16:9"
-    resolution: Resolution | None = None
-    provider: VideoProviderName | None = None
 
     @model_validator(mode="after")
     def _unique_scene_numbers(self) -> MultiVideoJob:
-        numbers = [s.scene_number for s in self.scenes]
-        if len(set(numbers)) != len(numbers):
-            raise ValueError("scenes: scene_number values must be unique")
+        require_unique_scene_numbers([s.scene_number for s in self.scenes], "scenes")
         return self
 
     def ordered(self) -> list[SceneSpec]:

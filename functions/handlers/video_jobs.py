@@ -17,14 +17,14 @@ docs/video-jobs.md has the whole contract.
 from __future__ import annotations
 
 from google.cloud import firestore
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from core import storage
 from core.clients import db
 from core.lifecycle import Job, SweptCollection, run_job, work_dir
-from core.vocabulary import AspectRatio, Id, Resolution, Url
+from core.vocabulary import Id, Url
 from providers.clips import (
-    VideoProviderName,
+    ClipOptions,
     check_duration,
     choose_provider,
     fetch_seed_image,
@@ -35,7 +35,7 @@ COLLECTION = "video_generation_jobs"
 SWEPT = SweptCollection(COLLECTION)
 
 
-class VideoJob(BaseModel):
+class VideoJob(ClipOptions):
     model_config = ConfigDict(extra="ignore")
 
     user_id: Id
@@ -44,9 +44,6 @@ class VideoJob(BaseModel):
     image_url: Url
     text: str = Field(default="", max_length=4000)
     duration: float = Field(gt=0, allow_inf_nan=False, strict=True)
-    aspect_ratio: AspectRatio = "16:9"
-    resolution: Resolution | None = None
-    provider: VideoProviderName | None = None
 
 
 def handle(document: firestore.DocumentReference, event_id: str) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel
 
 from core import config
 from core.errors import InvalidInput, JobError, MediaError, ProviderError, named
@@ -26,6 +27,14 @@ VideoProviderName = Literal["local", "replicate", "veo"]  # the per-job override
 DEFAULT_PROMPT = "Bring this image to life with subtle, natural motion and a slow camera move."
 MAX_IMAGE_SIDE = 8192
 MAX_IMAGE_PIXELS = 40_000_000
+
+
+class ClipOptions(BaseModel):
+    """What a video or multi-video job may choose about its clips."""
+
+    aspect_ratio: AspectRatio = "16:9"
+    resolution: Resolution | None = None
+    provider: VideoProviderName | None = None
 
 
 @dataclass(frozen=True)

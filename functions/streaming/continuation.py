@@ -19,12 +19,11 @@ from core import config, runtime, storage
 from core.errors import JobError
 from core.task_attempt import TaskAttempt
 from core.vocabulary import Id
-from media.hls import publish
 from streaming import document
 from streaming.claim import VideoRun, resume
 from streaming.failure import fail_video
-from streaming.live import LiveStream, published_segments
-from streaming.passes import after_pass, finish_live, run_pass
+from streaming.live import LiveStream
+from streaming.passes import after_pass, pass_end, resume_published, run_pass
 
 TASK_HARD_LIMIT_S = runtime.STREAM_TASK_TIMEOUT_S - 30
 TASK_BUDGET_S = runtime.STREAM_TASK_TIMEOUT_S * 0.8
@@ -73,13 +72,9 @@ def _continue_stream(run: VideoRun, started: float) -> None:
     path = str((data.get("source") or {}).get("path"))
     duration = float(data.get("duration") or 0)
     stream = LiveStream.open(run, ladder, duration, storage.source_url(path))
-    stream.segments, ended = published_segments(stream.paths, stream.live.name)
-    if ended:
-        finish_live(stream)
+    if resume_published(stream):
         return
-    end = publish.pass_end(
-        stream.grid, stream.duration_s, len(stream.segments), config.STREAM_CHUNK_SECONDS.value
-    )
+    end = pass_end(stream, config.STREAM_CHUNK_SECONDS.value)
     run.log("continuation pass", start=len(stream.segments), end=end)
     nxt = run_pass(
         stream, end, budget_s=TASK_BUDGET_S, hard_limit_s=TASK_HARD_LIMIT_S, started=started

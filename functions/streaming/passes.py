@@ -15,12 +15,28 @@ from concurrent.futures import Future
 from core import config
 from core.errors import MediaError
 from core.lifecycle import now, work_dir
+from media.hls import publish
 from media.hls.encode import LIVE_PRESET, LIVE_TUNE, hls_encode_args
 from media.hls.playlists import swap_grace_s
 from media.hls.segmenter import stream_segments
 from streaming import document, tasks
-from streaming.live import LiveStream
+from streaming.live import LiveStream, published_segments
 from streaming.quality_levels import complete_if_settled
+
+
+def resume_published(stream: LiveStream) -> bool:
+    """Continue after the segments the published live playlist lists (a pass starts from
+    what is published, never from memory). True when it already has ENDLIST: the live
+    rendition is finished (and `finish_live` has made sure of the rest)."""
+    stream.segments, ended = published_segments(stream.paths, stream.live.name)
+    if ended:
+        finish_live(stream)
+    return ended
+
+
+def pass_end(stream: LiveStream, media_s: float) -> int | None:
+    """Where a pass that encodes about `media_s` seconds from the next segment stops."""
+    return publish.pass_end(stream.grid, stream.duration_s, len(stream.segments), media_s)
 
 
 def run_pass(

@@ -22,8 +22,8 @@ from media.hls.ladder import Rendition, ladder_for
 from media.probe import MediaInfo, probe_url
 from streaming.claim import VideoRun, as_int, claim
 from streaming.failure import failing
-from streaming.live import LiveStream, published_segments
-from streaming.passes import after_pass, finish_live, run_pass
+from streaming.live import LiveStream
+from streaming.passes import after_pass, pass_end, resume_published, run_pass
 from streaming.start import publish_start
 
 EVENT_HARD_LIMIT_S = 540 - 20  # the event function is killed at 540 s
@@ -59,14 +59,9 @@ def _stream_upload(run: VideoRun, obj: storage_fn.StorageObjectData, started: fl
     src = storage.source_url(obj.name)
     info = probe_source(src, size)
     stream = LiveStream.open(run, plan(info), info.duration_s, src)
-    if run.resumed:
-        stream.segments, ended = published_segments(stream.paths, stream.live.name)
-        if ended:
-            finish_live(stream)
-            return
-    end = publish.pass_end(
-        stream.grid, info.duration_s, len(stream.segments), config.STREAM_INLINE_SECONDS.value
-    )
+    if run.resumed and resume_published(stream):
+        return
+    end = pass_end(stream, config.STREAM_INLINE_SECONDS.value)
     starter = ThreadPoolExecutor(max_workers=1) if config.STREAM_OVERLAP_START.value else None
     prepared: Future[None] | None = None
     if starter is not None:  # ffmpeg warms up meanwhile; segments wait for the master
