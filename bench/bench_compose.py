@@ -29,7 +29,7 @@ for _p in (_ROOT / "functions", _ROOT):
         sys.path.insert(0, str(_p))
 
 from devtools.media_factory import make_clip  # noqa: E402
-from media.compose import Canvas, encode_settings  # noqa: E402
+from media.compose_model import Canvas, encode_settings  # noqa: E402
 from media.compose_run import compose  # noqa: E402
 from media.probe import probe  # noqa: E402
 from media.process import run_ffmpeg  # noqa: E402

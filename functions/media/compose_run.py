@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import InvalidInput, MediaError
-from media.compose import (
+from media.compose import plan_composition
+from media.compose_model import (
     DEFAULT_CROSSFADE_S,
     AudioMode,
     AudioTrack,
@@ -30,7 +31,6 @@ from media.compose import (
     ComposeOptions,
     CompositionPlan,
     PlanMode,
-    plan_composition,
 )
 from media.probe import MediaInfo, parse_probe, probe
 from media.process import run_ffmpeg, run_ffprobe

@@ -13,20 +13,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.errors import InvalidInput, MediaError
-from media.compose import (
+from media.compose import plan_composition
+from media.compose_copy import concat_list_text
+from media.compose_model import (
     AudioTrack,
     Canvas,
     ClipInput,
     ComposeOptions,
     CompositionPlan,
     choose_canvas,
-    concat_list_text,
     display_aspect,
-    effective_crossfade_frames,
     fit_inside,
-    plan_composition,
-    xfade_offsets,
 )
+from media.compose_reencode import effective_crossfade_frames, xfade_offsets
 from media.probe import AudioStream, MediaInfo, VideoStream
 
 OUT = Path("/work/out.mp4")
