@@ -35,7 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from core import config, storage
 from core.errors import InvalidInput, JobError, MediaError, named
 from core.lifecycle import Job, SweptCollection, run_job, work_dir
-from core.safe_fetch import check_document_urls, fetch_url
+from core.safe_fetch import fetch_url
+from core.url_policy import check_document_urls
 from core.vocabulary import MAX_URL_LENGTH, Id, SceneNumber, Url, require_unique_scene_numbers
 from media.compose_model import DEFAULT_CROSSFADE_S, AudioMode
 from media.compose_run import compose

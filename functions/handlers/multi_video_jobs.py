@@ -51,9 +51,9 @@ from core import config, runtime, storage
 from core.clients import bucket, db
 from core.errors import InvalidInput, JobError, named
 from core.lifecycle import Job, SweptCollection, resume, run_job, validate, work_dir
-from core.safe_fetch import check_document_urls
 from core.task_attempt import TaskAttempt
 from core.tasks import enqueue
+from core.url_policy import check_document_urls
 from core.vocabulary import (
     MAX_URL_LENGTH,
     Id,

@@ -18,7 +18,8 @@ import pytest
 from PIL import Image
 
 from core.errors import InvalidInput, ProviderError, TransientProviderError, UnsafeUrl
-from core.safe_fetch import check_url, fetch_to_file, parse_retry_after
+from core.safe_fetch import fetch_to_file, parse_retry_after
+from core.url_policy import check_url
 from tests.fakes.provider_api import FakeProviderAPI
 
 ALLOWED = ["replicate.delivery", "storage.googleapis.com"]
