@@ -27,6 +27,8 @@ from devtools.media_factory import make_clip, make_image
 from local_stack.stack import LocalStack
 from tests.conftest import make_stack_settings
 from tests.fakes.provider_api import FakeProviderAPI
+from tests.support.documents import clip, job_document, scene
+from tests.support.stack import duplicate_events
 from tests.watch import DocWatcher, wait_until
 
 pytestmark = pytest.mark.stack
@@ -75,45 +77,20 @@ def seed(
 def job_doc(
     kind: str, seed: dict[str, str], *, text: str = "a calm sea", **extra: Any
 ) -> tuple[str, dict[str, Any]]:
-    job_id = uuid.uuid4().hex
-    base: dict[str, Any] = {"job_id": job_id, "user_id": "chaos-user", "status": "pending"}
+    fields: dict[str, Any]
     if kind == "image_generation_jobs":
-        base |= {"scene_id": "s1", "storyboard_id": f"sb-{job_id[:6]}", "text": text}
+        fields = {"scene_id": "s1", "text": text}
     elif kind == "video_generation_jobs":
-        base |= {
-            "scene_id": "s1",
-            "storyboard_id": f"sb-{job_id[:6]}",
-            "text": text,
-            "image_url": seed["seed.png"],
-            "duration": 1.0,
-        }
+        fields = {"scene_id": "s1", "text": text, "image_url": seed["seed.png"]}
     elif kind == "multi_video_jobs":
-        base |= {
-            "scenes": [
-                {
-                    "scene_number": n,
-                    "seed_image_url": seed["seed.png"],
-                    "duration": 1.0,
-                    "description": f"{text} {n}",
-                }
-                for n in (1, 2, 3)
-            ],
-            "audio_url": None,
-            "clips": [],
-            "progress_percent": 0,
+        fields = {
+            "scenes": [scene(n, seed["seed.png"], f"{text} {n}") for n in (1, 2, 3)],
         }
-    elif kind == "composition_jobs":
-        base |= {
-            "clips": [
-                {"scene_number": 1, "video_url": seed["a.mp4"], "duration": 1.0},
-                {"scene_number": 2, "video_url": seed["b.mp4"], "duration": 1.0},
-            ],
-            "audio_url": None,
-            "include_crossfade": False,
-            "optimize_size": False,
+    else:
+        fields = {
+            "clips": [clip(1, seed["a.mp4"]), clip(2, seed["b.mp4"])],
         }
-    base |= extra
-    return job_id, base
+    return job_document(kind, "chaos-user", **{**fields, **extra})
 
 
 KINDS = ["image_generation_jobs", "video_generation_jobs", "multi_video_jobs", "composition_jobs"]
@@ -146,13 +123,9 @@ def test_every_trigger_delivered_twice_then_replayed_late_does_the_work_once(
     """Invariant: one result, one claim, one output object, whatever the deliveries."""
     job_id, doc = job_doc(kind, seed)
     ref = cdb.collection(kind).document(job_id)
-    chaos.settings.duplicate_events = True
-    try:
-        with DocWatcher(ref) as watch:
-            ref.set(doc)
-            final = watch.wait_terminal(90)
-    finally:
-        chaos.settings.duplicate_events = False
+    with duplicate_events(chaos), DocWatcher(ref) as watch:
+        ref.set(doc)
+        final = watch.wait_terminal(90)
     assert final["status"] == "completed", final.get("error")
     assert final["attempts"] == 1
     created = wait_until(

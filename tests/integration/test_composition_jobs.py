@@ -20,7 +20,9 @@ from google.cloud import firestore, storage
 from devtools.media_factory import make_audio, make_clip
 from local_stack.stack import LocalStack
 from media.process import run_ffmpeg
+from tests.support.documents import clip, job_document
 from tests.support.media import probe_json
+from tests.support.stack import duplicate_events
 from tests.watch import run_job, wait_until
 
 pytestmark = pytest.mark.stack
@@ -81,10 +83,6 @@ def inputs(
     return media
 
 
-def clip(n: int, url: str, duration: float = 1.0) -> dict[str, Any]:
-    return {"scene_number": n, "video_url": url, "duration": duration}
-
-
 def scene_clips(inputs: Inputs, order: tuple[int, ...] = (1, 2, 3)) -> list[dict[str, Any]]:
     return [clip(n, inputs.urls[f"scene{n}.mp4"]) for n in order]
 
@@ -92,19 +90,7 @@ def scene_clips(inputs: Inputs, order: tuple[int, ...] = (1, 2, 3)) -> list[dict
 def new_job(
     db: firestore.Client, clips: Any, **overrides: Any
 ) -> tuple[firestore.DocumentReference, dict]:
-    job_id = uuid.uuid4().hex
-    doc = {
-        "job_id": job_id,
-        "user_id": USER,
-        "clips": clips,
-        "audio_url": None,
-        "include_crossfade": False,
-        "optimize_size": False,
-        "status": "pending",
-        "video_url": None,
-        "created_at": firestore.SERVER_TIMESTAMP,
-    }
-    doc.update(overrides)
+    job_id, doc = job_document(COLLECTION, USER, **{"clips": clips, **overrides})
     return db.collection(COLLECTION).document(job_id), doc
 
 
@@ -285,11 +271,8 @@ def test_optimize_size_makes_a_smaller_file(db, bucket, inputs, tmp_path):
 
 def test_duplicate_delivery_composes_once(stack: LocalStack, db, bucket, inputs):
     ref, doc = new_job(db, scene_clips(inputs, (1, 2)))
-    stack.settings.duplicate_events = True
-    try:
+    with duplicate_events(stack):
         final, _ = run_job(ref, doc)
-    finally:
-        stack.settings.duplicate_events = False
     assert final["status"] == "completed", final.get("error")
     assert final["attempts"] == 1
     subject = f"{COLLECTION}/{doc['job_id']}"

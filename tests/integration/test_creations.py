@@ -28,6 +28,7 @@ from local_stack.auth import local_id_token
 from local_stack.stack import LocalStack
 from media.probe import probe
 from tests.conftest import admin_app
+from tests.support.stack import task_attempts
 from tests.watch import DocWatcher, wait_until
 
 pytestmark = pytest.mark.stack
@@ -86,10 +87,6 @@ def entries_by_type(uid: str) -> dict[str, list[dict[str, Any]]]:
 def assert_balanced(uid: str, expected: int) -> None:
     balance, total = ledger_audit.audit(uid)
     assert (balance, total) == (expected, expected), "the ledger must add up to the balance"
-
-
-def task_attempts(stack: LocalStack, cid: str, timeout_s: float = 30) -> list[dict[str, Any]]:
-    return stack.tasks.settled_attempts(cid, timeout_s)
 
 
 # --------------------------------------------------------------------------------------

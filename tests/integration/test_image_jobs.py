@@ -3,36 +3,29 @@
 from __future__ import annotations
 
 import io
-import uuid
 
 import pytest
 from google.cloud import firestore
 from PIL import Image
 
 from local_stack.stack import LocalStack
+from tests.support.documents import job_document
+from tests.support.stack import duplicate_events
 from tests.watch import DocWatcher, wait_until
 
 pytestmark = pytest.mark.stack
 
 
 def new_job(db: firestore.Client, **overrides) -> firestore.DocumentReference:
-    job_id = uuid.uuid4().hex
-    doc = {
-        "job_id": job_id,
-        "scene_id": "scene-1",
-        "storyboard_id": f"sb-{job_id[:8]}",
-        "user_id": "user-img",
+    fields = {
         "text": "A lighthouse on a cliff at dawn",
         "style_prompt": "watercolor",
         "use_product_composite": False,
         "product_id": None,
-        "status": "pending",
-        "created_at": firestore.SERVER_TIMESTAMP,
         "updated_at": firestore.SERVER_TIMESTAMP,
     }
-    doc.update(overrides)
-    ref = db.collection("image_generation_jobs").document(job_id)
-    return ref, doc
+    job_id, doc = job_document("image_generation_jobs", "user-img", **{**fields, **overrides})
+    return db.collection("image_generation_jobs").document(job_id), doc
 
 
 def test_image_job_completes_with_a_png_in_storage_and_on_the_scene(db, bucket):
@@ -56,13 +49,9 @@ def test_image_job_completes_with_a_png_in_storage_and_on_the_scene(db, bucket):
 
 def test_duplicate_delivery_generates_once(stack: LocalStack, db, bucket):
     ref, doc = new_job(db, text="A red fox in snow")
-    stack.settings.duplicate_events = True
-    try:
-        with DocWatcher(ref) as watch:
-            ref.set(doc)
-            final = watch.wait_terminal(60)
-    finally:
-        stack.settings.duplicate_events = False
+    with duplicate_events(stack), DocWatcher(ref) as watch:
+        ref.set(doc)
+        final = watch.wait_terminal(60)
     assert final["status"] == "completed"
     subject = f"image_generation_jobs/{doc['job_id']}"
     deliveries = wait_until(  # the claiming delivery answers after the job is completed

@@ -24,6 +24,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from local_stack.auth import local_id_token
 from local_stack.stack import LocalStack, StackSettings
 from tests.conftest import admin_app
+from tests.support.stack import duplicate_events
 from tests.watch import wait_until
 
 pytestmark = pytest.mark.stack
@@ -96,8 +97,7 @@ def test_nested_wildcards_match(probe_stack: LocalStack):
 
 def test_duplicate_delivery_sends_the_same_event_id_twice(probe_stack: LocalStack):
     doc_id = uuid.uuid4().hex
-    probe_stack.settings.duplicate_events = True
-    try:
+    with duplicate_events(probe_stack):
         probe_stack.db.collection("probe_docs").document(doc_id).set({"n": 1})  # type: ignore[attr-defined]
         found = wait_until(
             lambda: (
@@ -105,8 +105,6 @@ def test_duplicate_delivery_sends_the_same_event_id_twice(probe_stack: LocalStac
                 and results(probe_stack, fn="created", doc=doc_id)
             )
         )
-    finally:
-        probe_stack.settings.duplicate_events = False
     assert found[0]["event_id"] == found[1]["event_id"]
 
 

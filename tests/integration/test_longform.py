@@ -26,6 +26,7 @@ from media.frames import extract_last_frame
 from media.probe import probe
 from providers.local import render_prompt_image, video_size
 from tests.support.media import extract_frame_at
+from tests.support.stack import task_statuses
 from tests.watch import DocWatcher, wait_until
 
 pytestmark = pytest.mark.stack
@@ -74,11 +75,6 @@ def mad(a: np.ndarray, b: np.ndarray) -> float:
 
 def user() -> str:
     return f"lf-{uuid.uuid4().hex[:10]}"
-
-
-def task_attempts(stack: LocalStack, task: str) -> list[int]:
-    """HTTP status of every attempt, once the task has its last answer."""
-    return [h["status"] for h in stack.tasks.settled_attempts(task)]
 
 
 # --------------------------------------------------------------------------------------
@@ -208,7 +204,7 @@ def test_a_crash_after_segment_two_resumes_at_segment_three(
         stack.tasks.backoff_scale = saved_scale
     assert final["status"] == "completed", final.get("error")
     seg3_task = f"{job_id}-seg-2-try-0"
-    statuses = task_attempts(stack, seg3_task)
+    statuses = task_statuses(stack, seg3_task)
     assert statuses[0] != 200 and statuses[-1] == 200, f"segment 3 was interrupted: {statuses}"
     after = {s["index"]: s for s in final["segments"]}
     assert sorted(after) == [0, 1, 2]
@@ -243,7 +239,7 @@ def test_a_permanently_failing_segment_fails_the_job_and_replay_finishes_it(
         retries = watch.values("lastRetry")
         assert any(r and r["step"] == "seg-1" for r in retries), "retries were visible"
     # every attempt but the last asks for a retry; the last records the failure and ends
-    assert task_attempts(stack, f"{job_id}-seg-1-try-0") == [503] * (MAX_ATTEMPTS - 1) + [200]
+    assert task_statuses(stack, f"{job_id}-seg-1-try-0") == [503] * (MAX_ATTEMPTS - 1) + [200]
     seg0 = failed["segments"][0]
     gen0 = bucket.get_blob(seg0["path"]).generation
 
@@ -279,7 +275,7 @@ def test_a_content_policy_refusal_fails_at_once(stack: LocalStack, db, id_token)
         failed = watch.wait_terminal(60)
     assert failed["status"] == "failed" and failed["failedStep"] == 0
     assert failed["error"]["code"] == "content-policy" and failed["error"]["retryable"] is False
-    assert task_attempts(stack, f"{job_id}-seg-0-try-0") == [200], "not retried"
+    assert task_statuses(stack, f"{job_id}-seg-0-try-0") == [200], "not retried"
 
 
 def test_a_stored_job_the_backend_does_not_accept_fails_instead_of_being_repaired(

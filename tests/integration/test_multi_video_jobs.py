@@ -19,6 +19,8 @@ from devtools.media_factory import make_clip, make_image
 from local_stack.stack import LocalStack
 from media.probe import probe
 from tests.fakes.provider_api import FakeProviderAPI
+from tests.support.documents import job_document, scene
+from tests.support.stack import duplicate_events
 from tests.watch import DocWatcher, wait_until
 
 pytestmark = pytest.mark.stack
@@ -38,31 +40,12 @@ def seed_url(
     return stack.storage_url(path)
 
 
-def scene(n: int, seed_url: str, description: str = "", duration: float = 1.0) -> dict[str, Any]:
-    return {
-        "scene_number": n,
-        "seed_image_url": seed_url,
-        "duration": duration,
-        "description": description or f"Scene {n}: a quiet harbour",
-    }
-
-
 def new_job(
     db: firestore.Client, scenes: list[dict], **overrides: Any
 ) -> tuple[firestore.DocumentReference, dict]:
-    job_id = uuid.uuid4().hex
-    doc = {
-        "job_id": job_id,
-        "user_id": USER,
-        "scenes": scenes,
-        "audio_url": None,
-        "resolution": "480p",
-        "status": "pending",
-        "progress_percent": 0,
-        "clips": [],
-        "created_at": firestore.SERVER_TIMESTAMP,
-    }
-    doc.update(overrides)
+    job_id, doc = job_document(
+        COLLECTION, USER, **{"scenes": scenes, "resolution": "480p", **overrides}
+    )
     return db.collection(COLLECTION).document(job_id), doc
 
 
@@ -148,13 +131,9 @@ def test_multi_video_job_generates_every_scene_with_steady_progress(
 
 def test_duplicate_delivery_runs_every_scene_once(stack: LocalStack, db, bucket, seed_url):
     ref, doc = new_job(db, [scene(1, seed_url), scene(2, seed_url)])
-    stack.settings.duplicate_events = True
-    try:
-        with DocWatcher(ref) as watch:
-            ref.set(doc)
-            final = watch.wait_terminal(90)
-    finally:
-        stack.settings.duplicate_events = False
+    with duplicate_events(stack), DocWatcher(ref) as watch:
+        ref.set(doc)
+        final = watch.wait_terminal(90)
     assert final["status"] == "completed", final.get("error")
     assert final["attempts"] == 1, "only one delivery claimed the job"
     subject = f"{COLLECTION}/{doc['job_id']}"

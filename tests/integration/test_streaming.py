@@ -30,6 +30,7 @@ from google.cloud.storage import Bucket
 from devtools.media_factory import make_audio, make_clip
 from local_stack.stack import LocalStack
 from tests.support.media import keyframe_times, probe_json
+from tests.support.stack import duplicate_events, task_attempts
 from tests.watch import DocWatcher
 
 pytestmark = pytest.mark.stack
@@ -162,11 +163,6 @@ class StreamPoller:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
-
-
-def task_attempts(stack: LocalStack, task_id: str) -> list[dict[str, Any]]:
-    """Every attempt of a task, once it has its last answer."""
-    return stack.tasks.settled_attempts(task_id)
 
 
 def uris(playlist: m3u8.M3U8) -> list[str]:
@@ -466,12 +462,9 @@ def test_duplicate_finalize_events_encode_once(
     stack: LocalStack, db: firestore.Client, bucket: Bucket, media: Path
 ) -> None:
     clip = make_clip(media / "dup.mp4", duration=3.0, width=320, height=180)
-    stack.settings.duplicate_events = True
-    try:
+    with duplicate_events(stack):
         vid, watch = upload(bucket, db, clip)
         doc = final(watch, 60)
-    finally:
-        stack.settings.duplicate_events = False
     watch.close()
     path = f"uploads/{USER}/{vid}.mp4"
     deadline = time.monotonic() + 10

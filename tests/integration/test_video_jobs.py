@@ -19,7 +19,9 @@ from devtools.media_factory import make_image
 from local_stack.stack import LocalStack
 from media.probe import probe
 from tests.fakes.provider_api import FakeProviderAPI
+from tests.support.documents import job_document
 from tests.support.media import streams
+from tests.support.stack import duplicate_events
 from tests.watch import run_job, wait_until
 
 pytestmark = pytest.mark.stack
@@ -45,20 +47,12 @@ def seed_url(stack: LocalStack, seed_path: str) -> str:
 def new_job(
     db: firestore.Client, seed: str, **overrides: Any
 ) -> tuple[firestore.DocumentReference, dict]:
-    job_id = uuid.uuid4().hex
-    doc = {
-        "job_id": job_id,
-        "scene_id": "scene-1",
-        "storyboard_id": f"sb-{job_id[:8]}",
-        "user_id": "user-video",
+    fields = {
         "image_url": seed,
         "text": "Waves rolling onto a beach at sunset",
-        "duration": 1.0,
         "resolution": "480p",
-        "status": "pending",
-        "created_at": firestore.SERVER_TIMESTAMP,
     }
-    doc.update(overrides)
+    job_id, doc = job_document(COLLECTION, "user-video", **{**fields, **overrides})
     return db.collection(COLLECTION).document(job_id), doc
 
 
@@ -94,11 +88,8 @@ def test_video_job_stores_an_mp4_and_updates_the_scene(db, bucket, seed_url, tmp
 
 def test_duplicate_delivery_generates_once(stack: LocalStack, db, bucket, seed_url):
     ref, doc = new_job(db, seed_url)
-    stack.settings.duplicate_events = True
-    try:
+    with duplicate_events(stack):
         final, _ = run_job(ref, doc)
-    finally:
-        stack.settings.duplicate_events = False
     assert final["status"] == "completed", final.get("error")
     subject = f"{COLLECTION}/{doc['job_id']}"
     deliveries = wait_until(
