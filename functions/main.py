@@ -1,8 +1,9 @@
-"""Function registration only: one decorated function per trigger, delegating to a handler.
+"""Function registration only: one decorated function per trigger, delegating to its family
+(handlers/, streaming/, creations/, longform/), and the sweep's one explicit list.
 
-Options (memory, cpu, timeout, instances, labels, secrets) live in core/runtime.py;
-behaviour lives in handlers/. Importing this module must stay cheap: deploy and every
-cold start import it.
+Every option (memory, cpu, timeout, instances, labels, secrets, and each task queue's
+RetryConfig and RateLimits) lives in core/runtime.py. Importing this module must stay
+cheap: deploy and every cold start import it.
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ QUALITIES_WITH_LIVE = params.BoolParam(
     default=True,
     description="Start background qualities once the stream is ready (true) or after 720p ends.",
 )
-# 9000 s = the quality task's retry window (3600 s) + 3 attempts of up to 1800 s each.
+# Covers the `generatequality` queue's whole retry window and its attempts (a unit test checks it).
 QUALITY_STALL_SECONDS = params.IntParam(
     "QUALITY_STALL_SECONDS",
     default=9000,

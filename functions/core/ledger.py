@@ -1,24 +1,13 @@
 """Token balances and the immutable ledger behind them.
 
-Data model (docs/creations.md is the frontend-facing version):
-
-    users/{uid}                   {balance: int, updatedAt}     what the frontend displays
+    users/{uid}                   {balance, updatedAt}
     users/{uid}/ledger/{entryId}  {type, amount, creationId, balanceAfter, createdAt, reason}
 
-- `type` is `debit`, `refund` or `grant`; `amount` is signed (debits are negative), so
-  the sum of every entry's `amount` equals `balance` at all times.
-- Every balance change writes its ledger entry in the same transaction, with `create()`
-  semantics: an entry is never overwritten or edited, and security rules let no client
-  write either document.
-- Entry ids are deterministic where a retry could repeat the change: `debit-{creationId}`,
-  `refund-{creationId}`, or the `entry_id` a caller passes to `grant` (e.g. a payment id).
-  A second attempt then finds the entry (or fails the whole commit) instead of charging
-  or refunding twice.
-
-Transactions: Firestore requires every read of a transaction before its first write.
-`read_balance` and `refund` read; `write_change` only writes. Callers read the creation
-first, then the user (one lock order everywhere, so transactions never wait on each other
-in a cycle).
+Every balance change writes its ledger entry in the same transaction, with `create()`
+semantics and a deterministic id where a retry could repeat it (`debit-{creationId}`,
+`refund-{creationId}`), so the entries always add up to the balance and nothing is charged
+or refunded twice. Inside a transaction every read comes before the first write:
+`read_balance` and `refund` read, `write_change` only writes. docs/creations.md, "Ledger".
 """
 
 from __future__ import annotations

@@ -1,25 +1,11 @@
-"""The creations HTTP API, for clients that don't use the Firebase SDK.
+"""The creations HTTP API (`generateapi`), for clients that don't use the Firebase SDK.
 
-One `on_request` function (`generateapi`) routes the seed's paths to the same operations
-the callables run (creations/create.py, creations/drafts.py):
-
-    POST   /api/generate/video                {prompt, aspectRatio?, duration?, idempotencyKey?}
-                                              -> 202 {creationId, cost, status, estimatedTime}
-    GET    /api/generate/drafts?limit=&cursor=&status=   -> 200 {creations, nextCursor}
-    GET    /api/generate/video/{id}           -> 200 creation
-    DELETE /api/generate/video/{id}           -> 200 {creationId, deleted, mediaDeleted}
-    POST   /api/generate/video/{id}/publish   -> 200 creation (status published)
-
-Auth: `Authorization: Bearer <Firebase ID token>` (401 without a valid one). Errors:
-400 invalid request or wrong state, 401, 402 not enough tokens (details: required,
-balance), 403 someone else's creation, 404 no such creation or route (NOT_FOUND), 405 wrong
-method (UNIMPLEMENTED, with `Allow`).
-The error body has the callable protocol's shape: {"error": {status, message, details?}}.
-An `Idempotency-Key` header is accepted in place of the body's idempotencyKey.
-
-Paths are matched after `/api/generate` (Firebase Hosting rewrite `/api/generate/**`) or
-after the function name (direct function URL), so both deployments route the same.
+It routes `/api/generate/...` (a Hosting rewrite) or the function URL's own paths to the
+operations the callables run (creations/create.py, drafts.py), with a Firebase ID token as
+`Authorization: Bearer`, and answers each refusal with its HTTP status and the callable
+protocol's error body. The routes, statuses and bodies: docs/creations.md, "API".
 """
+
 
 from __future__ import annotations
 

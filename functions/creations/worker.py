@@ -1,20 +1,11 @@
-"""The creation worker: a task-queue function, one task per creation (task id = creation id).
+"""The creation worker: `creationworker`, one task per creation (task id = creation id).
 
-    pending --claim--> processing (progress) --> draft {mediaUrl, generationTime, modelUsed}
-                           |--> failed + refund          content policy, bad input, bugs,
-                           |                             transient errors on the last attempt
-                           \\--> pending, HTTP 503       transient error with attempts left:
-                                                         Cloud Tasks retries after backoff
-
-Retries: the queue's RetryConfig (core/runtime.py `CREATION_WORKER`) and the one retry
-decision (core/task_attempt.py); the claim id is `task-{attempt}`. A bug is not retried
-(`as_job_error`): the creation fails and is refunded at once.
-
-Duplicates: the claim (core.lifecycle.claim) is a transaction. A duplicate delivery of the
-same attempt finds its own claim id and stops; any other delivery finds `processing` under
-a live lease (or a final status) and stops. So a creation is generated once per attempt
-and never after it reached `draft`. A worker that dies mid-generation keeps the creation
-`processing` until its lease expires; the scheduled sweep then fails and refunds it.
+It claims the creation (core/lifecycle.py; the claim id is `task-{attempt}`, so a
+duplicate delivery of one attempt does nothing), generates the video with the configured
+provider, stores it with a thumbnail and ends `draft`; a failure is settled by the task
+attempt (core/task_attempt.py): a transient one gives the creation back (`pending`) and
+retries, anything else (a bug included: `as_job_error`), or the last attempt, ends
+`failed` and refunds in the same transaction. docs/creations.md, "The worker".
 """
 
 from __future__ import annotations

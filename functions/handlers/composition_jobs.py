@@ -1,26 +1,11 @@
 """Composition jobs: `composition_jobs/{job_id}` -> one MP4 made of the job's clips.
 
-A frontend writes the job (seed schema: job_id, user_id, clips [{scene_number, video_url,
-duration}], audio_url, include_crossfade, optimize_size, status="pending", video_url)
-and watches it. The clips are fetched through `core.safe_fetch` (our bucket, e.g. the
-outputs of video and multi-video jobs, or an allow-listed host), put in scene_number
-order and joined by `media.compose_run.compose`:
-
-- compatible clips without crossfade are joined by stream copy (mode "stream_copy");
-  anything else is normalised onto one canvas and re-encoded (mode "reencode");
-- `include_crossfade`: video and audio crossfades of `crossfade_s` (default 0.5 s; at most
-  half the shortest clip), so the result is shorter by the overlaps;
-- `audio_url`: a music track, trimmed/padded to the video and faded out over its last
-  second. `audio_mode` "mix" (default, param COMPOSE_AUDIO_MODE) lays it under the clips'
-  own audio at -12 dB; "replace" drops the clips' audio. Clips without audio get silence;
-- `optimize_size`: a smaller re-encode; every output is H.264 + AAC with +faststart.
-
-The result goes to `users/{uid}/compositions/{job_id}.mp4`; the job ends `completed` with
-video_url, video_path, duration, size_bytes, mode, width, height (docs/video-jobs.md).
-
-Bounds (params): COMPOSE_MAX_CLIPS clips, COMPOSE_MAX_CLIP_BYTES per clip,
-COMPOSE_MAX_AUDIO_BYTES for the music, COMPOSE_MAX_DURATION_S of clips in total (probed,
-not the declared `duration`, which is informational).
+The clips (and an optional music track) are checked (every URL first), fetched through
+`core.safe_fetch`, put in scene_number order, probed within the COMPOSE_* bounds and
+joined by `media.compose_run.compose` (stream copy when the clips allow it, else a
+re-encode; crossfades, music mixed under the clips' audio or replacing it). The result goes
+to `users/{uid}/compositions/{job_id}.mp4`. The contract: docs/video-jobs.md,
+"Composition jobs".
 """
 
 from __future__ import annotations

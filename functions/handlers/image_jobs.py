@@ -1,10 +1,12 @@
 """Image jobs: `image_generation_jobs/{job_id}` -> a PNG in Storage and on the scene document.
 
 A frontend writes the job (seed schema: job_id, scene_id, storyboard_id, user_id, text,
-style_prompt, use_product_composite, product_id, status="pending") and watches it.
-The job ends `completed` with image_url/image_path, and the scene document
-`storyboards/{storyboard_id}/scenes/{scene_id}` gets the same URL.
+style_prompt, use_product_composite, product_id, status="pending") and watches it. The job
+ends `completed` with image_url/image_path, and the scene document
+`storyboards/{storyboard_id}/scenes/{scene_id}` gets the same URL in the same transaction.
+docs/job-status.md.
 """
+
 
 from __future__ import annotations
 

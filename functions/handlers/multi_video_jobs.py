@@ -1,40 +1,12 @@
 """Multi-video jobs: `multi_video_jobs/{job_id}` -> one clip per scene, in steps on a task queue.
 
-A frontend writes the job (seed schema: job_id, user_id, scenes [{scene_number,
-seed_image_url, duration, description}], audio_url, status="pending", progress_percent,
-clips []) and watches it. Each finished scene appends {scene_number, video_url,
-video_path, duration} to `clips` and raises `progress_percent` (and `progress`); when every
-scene is done the job is `completed` with `clips` sorted by scene_number.
-
-Why steps: generating many scenes can take far longer than the 540 s an event function
-may run, and a crash must not lose or repeat finished work. So:
-
-1. The event function (`handle`) claims the job (core.lifecycle), validates it, checks
-   every URL before anything is paid for, and enqueues the first MULTI_VIDEO_PARALLEL
-   scenes (in scene_number order) on the task queue `multivideostep`. It does not finish
-   the job.
-2. Each task (`handle_step`) generates ONE scene. Scenes run in "lanes": with parallelism
-   K, the step for the i-th scene (in order) enqueues the (i+K)-th when it is done, so at
-   most K scenes of a job run at once, in order within each lane. The queue's RateLimits
-   bound all jobs together (provider rate limits).
-3. Task ids are `{job_id}-scene-{n}` (plus `-r{attempt}` if the job was re-claimed), so a
-   duplicated enqueue is refused by the queue (ALREADY_EXISTS counts as success).
-4. A step re-loads the job with `core.lifecycle.resume(ref, claim_id)`: if the job was
-   swept or re-claimed, the step stops. Every write goes through the lifecycle's ownership
-   check and renews the lease, so the sweep only fails a job whose steps stopped coming.
-5. Never twice: before generating scene n a step looks in `clips`, then for the Storage
-   object `users/{uid}/multi_videos/{job_id}/scene-{n}.mp4` (a crash between upload and
-   the Firestore write); either one means "done", and the clip is only recorded. The
-   append is a transaction that adds the clip only if its scene_number is absent.
-6. Failures: a crashed host or a 5xx makes the task queue retry the step (RetryConfig in
-   core/runtime.py). A retryable JobError (provider 429/5xx) is re-raised so the queue
-   retries it, until the last attempt, which fails the job. A non-retryable JobError
-   (content policy, unsafe URL, unreadable image) fails the job at once; other lanes then
-   find the job terminal and stop.
-
-`audio_url` is not used here (no audio is mixed into scene clips); it is checked with the
-same URL rules so a bad URL is reported before any generation, and kept on the job for the
-composition job a frontend writes next with these clips.
+The event function (`handle`) claims and validates the job, checks every URL before
+anything is paid for, and enqueues the first MULTI_VIDEO_PARALLEL scenes on `multivideostep`.
+Each task (`handle_step`) resumes the claim and generates ONE scene (providers/clips.py),
+records it in `clips` (never twice: the clip list, then the stored object, are checked
+first) and enqueues the next scene of its lane; the step that records the last scene
+completes the job. The task attempt (core/task_attempt.py) settles failures.
+docs/video-jobs.md, "Why steps, and how".
 """
 
 from __future__ import annotations

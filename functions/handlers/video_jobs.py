@@ -1,17 +1,10 @@
 """Video jobs: `video_generation_jobs/{job_id}` -> an MP4 in Storage and on the scene document.
 
-A frontend writes the job (seed schema: job_id, scene_id, storyboard_id, user_id,
-image_url, text, duration, status="pending") and watches it. The seed image is fetched
-through `core.safe_fetch` (our bucket or an allow-listed host only), animated by the
-configured video provider (`providers.registry.get_provider("video")`: Replicate SeeDance,
-Veo, or the offline `local` adapter), probed, and stored at
-`users/{uid}/videos/{job_id}.mp4`. The job ends `completed` with video_url, video_path,
-duration, resolution (and width/height/provider/model); the scene document
-`storyboards/{storyboard_id}/scenes/{scene_id}` gets the same video fields.
-
-Optional fields: `aspect_ratio`, `resolution` (default param VIDEO_RESOLUTION) and
-`provider`; the clip itself comes from providers/clips.py, shared with multi-video jobs.
-docs/video-jobs.md has the whole contract.
+The seed image is fetched safely, animated by the configured video provider (a scene clip
+from providers/clips.py, shared with multi-video jobs), probed and stored at
+`users/{uid}/videos/{job_id}.mp4`; the job ends `completed` with video_url, video_path,
+duration and resolution, and the scene document `storyboards/{sid}/scenes/{id}` gets the
+same fields in the same transaction. The contract: docs/video-jobs.md.
 """
 
 from __future__ import annotations

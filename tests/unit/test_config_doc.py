@@ -55,3 +55,16 @@ def test_a_provider_deadline_ends_before_the_function_is_killed():
     assert "handle_video_generation" in callers and "creationworker" in callers
     too_short = {name: t for name, t in callers.items() if t < needed}
     assert not too_short, f"functions killed before the provider deadline ({needed} s): {too_short}"
+
+
+def test_a_stalled_quality_is_judged_only_after_its_task_could_still_answer():
+    """The sweep records `quality-stalled` only after QUALITY_STALL_SECONDS, which must
+    cover the `generatequality` queue's whole retry window plus every attempt's timeout:
+    until then a live attempt may still settle the quality itself."""
+    from core import runtime
+
+    queue = runtime.GENERATE_QUALITY
+    window = int(queue.retry.max_retry_seconds or 0)  # type: ignore[arg-type]
+    attempts = queue.max_attempts * int(queue.resources["timeout_sec"])
+    defaults = {p["name"]: p.get("default") for p in config_doc().manifest()["params"]}
+    assert defaults["QUALITY_STALL_SECONDS"] >= window + attempts

@@ -1,42 +1,11 @@
 """ffmpeg argument lists for HLS encodes (pure: nothing here runs a process).
 
 One encode = one rendition, optionally one chunk of it: libx264 (High profile, VBV capped)
-+ AAC-LC 48 kHz stereo into MPEG-TS segments via ffmpeg's `hls` muxer. Our code publishes
-its own playlists; ffmpeg's playlist (`FFMPEG_PLAYLIST`, an EVENT list ffmpeg rewrites
-after every finished segment) only tells `segmenter.stream_segments` which segments are
-complete and how long they are.
-
-Keyframes and segment boundaries
---------------------------------
-Boundaries come from `ladder.SegmentGrid` (frame numbers at the output frame rate):
-
-* `fps=<rate>:start_time=<chunk start>` turns any input (VFR phone video, 60 fps, odd
-  container start times) into constant frames on one global grid, frame k at k/fps.
-* `-force_key_frames expr:gte(n, <next boundary>)` puts an IDR (`-forced-idr 1`) on every
-  boundary frame; `-g`/`-keyint_min` = the segment's frame count and `-sc_threshold 0`
-  keep x264 from adding keyframes anywhere else (Apple: fixed GOP, aligned renditions).
-* `-hls_time` is set to half the shortest segment, so the muxer cuts at *every* keyframe
-  and at nothing else; which frames are keyframes alone decides the boundaries.
-
-Every rendition uses the same grid, so the 720p live encode and the 1080p/2160p
-background encodes cut at identical times.
-
-Chunks (long uploads across several task invocations)
------------------------------------------------------
-`start_number`/`end_number` select whole segments [start_number, end_number). The input is
-read from half a frame before the chunk's first frame (`-ss` before `-i`, fast and frame
-accurate) for exactly as long as the chunk lasts (`-t`), with `-copyts -start_at_zero` so
-every chunk keeps the source's own timeline (no per-chunk offsets to get wrong, audio and
-video alike); `-frames:v` caps the video at the chunk's frame count. Segment numbers
-continue from `start_number`, so the chunks of a rendition simply add up to a single pass.
-`-output_ts_offset TIMELINE_OFFSET_S` keeps every timestamp positive (AAC priming and
-B-frame delays are otherwise shifted differently in the first chunk than in the others).
-At a chunk boundary the audio of the next chunk starts with one AAC priming frame (~21 ms)
-that overlaps the previous chunk; players drop or blend it.
-
-Rotation: ffmpeg rotates decoded frames by the display matrix before our filters, and
-MPEG-TS carries no rotation, so the output is stored upright (plan renditions from the
-displayed size: `ladder.displayed_size`).
++ AAC-LC 48 kHz stereo into MPEG-TS segments via ffmpeg's `hls` muxer, cut on the shared
+`ladder.SegmentGrid` (forced IDR keyframes on every boundary, none elsewhere), so every
+rendition and every chunk of an asset cuts at identical frames. ffmpeg's own playlist
+(`FFMPEG_PLAYLIST`) only tells `segmenter.stream_segments` which segments are complete.
+The flags and why: docs/streaming.md, "Segments and keyframes" and "Long uploads".
 """
 
 from __future__ import annotations

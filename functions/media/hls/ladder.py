@@ -1,33 +1,12 @@
-"""Which qualities an upload is streamed in, and the segment timing grid they share (pure).
+"""Which qualities an upload is streamed in, and the segment grid they share (pure).
 
-The ladder
-----------
-`plan_ladder` turns the *displayed* size of an upload (rotation and sample aspect ratio
-already applied; see `displayed_size`) into a list of `Rendition`s:
-
-* The first rendition is the one encoded live, segment by segment, as soon as the upload
-  lands ("720p": the short side is 720, so a portrait 1080x1920 upload gives 720x1280).
-  A source whose short side is below 720 is never upscaled: its only rendition is the
-  source size rounded to even dimensions (named after its short side, e.g. "480p").
-* Higher rungs (1080p, 2160p) follow only while the source is at least that large and the
-  rung is within `max_height`; background tasks encode them after the first one.
-* Every rendition of one upload has the same frame rate (`media.picture.normalize_fps`), so all of them
-  are cut on the same frames.
-
-Bitrates follow Apple's HLS authoring table for H.264 (1280x720 3000/4500 kb/s,
-1920x1080 6000/7800 kb/s) and 14/20 Mb/s for 2160p; above 30 fps they are 1.5x. The H.264
-level is the smallest one whose frame size, macroblock rate, bitrate and VBV buffer limits
-the rendition fits (720p30 -> 3.1, 1080p30 -> 4.0, 1080p60 -> 4.2, 2160p30 -> 5.1).
-
-The segment grid
-----------------
-`SegmentGrid` fixes segment boundaries in *frames* of the output frame rate: the first
-segment has `round(first_segment_s * fps)` frames (small, so the first segment exists
-quickly), every later one `floor(segment_s * fps)` frames (so no segment is ever longer
-than `segment_s`, and `#EXT-X-TARGETDURATION` = ceil(segment_s) holds even at 29.97 fps).
-Boundary j starts at frame `boundary_frame(j)`; every rendition and every chunk of a long
-upload uses these numbers, which is what keeps renditions keyframe-aligned and chunked
-encodes identical to a single pass.
+`plan_ladder` / `ladder_for` turn the *displayed* size of an upload (`displayed_size`:
+rotation and sample aspect ratio applied) into `Rendition`s: the live one first (720p, or
+the source size below it, never upscaled), then 1080p/2160p while the source is that
+large; bitrates from Apple's HLS authoring table, the smallest H.264 level that fits.
+`SegmentGrid` fixes segment boundaries in frames of the output rate; every rendition and
+every chunk uses it. The table and the grid's rules: docs/streaming.md, "Segments and
+keyframes".
 """
 
 from __future__ import annotations

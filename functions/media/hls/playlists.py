@@ -1,35 +1,11 @@
 """HLS playlist text: the master, live EVENT and VOD media playlists, mirrors (pure).
 
-Our code writes every playlist itself from the list of segments it has already uploaded
-(never ffmpeg's own playlist), so a playlist never names a segment that is not in Storage.
-
-The promise: every variant the master declares is playable at every moment
----------------------------------------------------------------------------
-The master playlist is written once, before encoding starts, and declares every quality
-that will be produced. Each declared variant's media playlist exists from that moment on
-and is always valid and covers exactly the same time range as the others:
-
-* The live rendition (720p, or the source size below 720p) is an EVENT playlist that grows
-  one segment at a time and gets `#EXT-X-ENDLIST` when the upload is fully encoded.
-* Every higher rendition (1080p, 2160p) starts as a *mirror*: an EVENT playlist listing the
-  live rendition's segments (`../720p/seg_00000.ts`, same durations, same ENDLIST), so it
-  plays, never 404s and never runs ahead of or behind the live one.
-* When a higher rendition's own segments are all uploaded *and* the live playlist has been
-  ended for a few target durations (`swap_grace_s`), its playlist is replaced in one object
-  write by a VOD playlist of its own segments (`build_variant_playlist` encodes that rule). Segment boundaries are identical across
-  renditions (see `ladder.SegmentGrid`), so the swap changes picture quality, not timing.
-
-Why the swap waits for the live ENDLIST (plus a grace): RFC 8216 only allows a live
-playlist to grow. A player that loaded the mirror after its ENDLIST never reloads it (a
-finished playlist is final) and keeps playing 720p pictures under the 1080p label; a player
-that loads it after the swap gets real 1080p. The grace lets every player that was still
-reloading the live mirror see its ENDLIST first, so none sees a live playlist change.
-
-Until the swap, a mirror's media is the 720p media while the master declares 1080p's
-RESOLUTION/BANDWIDTH/CODECS. That is safe: the actual bitrate is *below* the declared
-BANDWIDTH (RFC 8216 only requires it to be an upper bound), the actual H.264 level is below
-the declared one (a decoder able to play the declared level plays the lower one), and
-hls.js and Safari take the real picture size from the stream, not from RESOLUTION.
+Our code writes every playlist itself from the segments it has already uploaded (never
+ffmpeg's own playlist), so a playlist never names a segment that is not in Storage. Every
+variant the master declares is playable at every moment: a higher rendition's playlist is
+a mirror of the live one until its own segments replace it (`build_variant_playlist`,
+after `swap_grace_s`). Why mirrors, and why the swap waits: docs/streaming.md, "Design
+choice: mirrors, not a growing master".
 """
 
 from __future__ import annotations

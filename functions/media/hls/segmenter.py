@@ -1,17 +1,12 @@
 """Run an HLS encode and hand over each segment the moment it is complete.
 
 `stream_segments` starts ffmpeg (`media.process.start_ffmpeg`) with arguments from
-`encode.hls_encode_args` and polls the output folder. ffmpeg's hls muxer writes each
-segment as `seg_NNNNN.ts.tmp`, renames it when the segment is closed and then rewrites its
-own playlist (atomically, also via a temp file) with the new entry. A segment is yielded
-once it is listed there *and* its final file exists, so it is complete; its duration is
-the one ffmpeg measured. The caller uploads it, updates the published playlist and deletes
-the file before asking for the next one, so the local disk (memory in Cloud Functions)
-only ever holds a couple of segments.
-
-At the end the exit status is checked: a failed or timed-out ffmpeg raises `MediaError`
-after the segments it finished have been yielded (the caller decides whether those are
-worth keeping). Leaving the loop early (exception, `break`) stops ffmpeg.
+`encode.hls_encode_args` and yields a segment once ffmpeg's playlist lists it *and* its
+final file exists (ffmpeg renames it into place when closed), with ffmpeg's measured
+duration. The caller uploads and deletes it before asking for the next, so the local disk
+(memory in Cloud Functions) holds a couple of segments at most. A failed or timed-out
+ffmpeg raises `MediaError` after the finished segments; leaving early stops ffmpeg.
+docs/streaming.md, "Running an encode".
 """
 
 from __future__ import annotations
