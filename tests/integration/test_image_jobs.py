@@ -28,6 +28,15 @@ def new_job(db: firestore.Client, **overrides) -> firestore.DocumentReference:
     return db.collection("image_generation_jobs").document(job_id), doc
 
 
+def put_product(db, bucket, product_id: str, name: str, rgba: tuple[int, int, int, int]) -> None:
+    """A product document with a 200x300 single-colour PNG in Storage."""
+    buf = io.BytesIO()
+    Image.new("RGBA", (200, 300), rgba).save(buf, "PNG")
+    path = f"products/{product_id}.png"
+    bucket.blob(path).upload_from_string(buf.getvalue(), content_type="image/png")
+    db.document(f"products/{product_id}").set({"name": name, "image_path": path})
+
+
 def test_image_job_completes_with_a_png_in_storage_and_on_the_scene(db, bucket):
     ref, doc = new_job(db)
     with DocWatcher(ref) as watch:
@@ -95,11 +104,7 @@ def test_missing_product_fails_with_a_clear_code(db):
 
 
 def test_product_composite_puts_the_product_on_the_scene(db, bucket, tmp_path):
-    product = Image.new("RGBA", (200, 300), (255, 0, 0, 255))
-    buf = io.BytesIO()
-    product.save(buf, "PNG")
-    bucket.blob("products/red-box.png").upload_from_string(buf.getvalue(), content_type="image/png")
-    db.document("products/red-box").set({"name": "Red Box", "image_path": "products/red-box.png"})
+    put_product(db, bucket, "red-box", "Red Box", (255, 0, 0, 255))
     ref, doc = new_job(db, use_product_composite=True, product_id="red-box")
     with DocWatcher(ref) as watch:
         ref.set(doc)
@@ -123,15 +128,7 @@ def test_product_composite_puts_the_product_on_the_scene(db, bucket, tmp_path):
 def test_model_based_composite_is_selected_by_the_feature_flag(stack: LocalStack, db, bucket):
     """COMPOSITE_METHOD=model hands the product photo to the image provider as a reference
     (the offline provider places it in the scene it renders)."""
-    product = Image.new("RGBA", (200, 300), (0, 0, 255, 255))
-    buf = io.BytesIO()
-    product.save(buf, "PNG")
-    bucket.blob("products/blue-box.png").upload_from_string(
-        buf.getvalue(), content_type="image/png"
-    )
-    db.document("products/blue-box").set(
-        {"name": "Blue Box", "image_path": "products/blue-box.png"}
-    )
+    put_product(db, bucket, "blue-box", "Blue Box", (0, 0, 255, 255))
     with stack.host_params(COMPOSITE_METHOD="model"):
         ref, doc = new_job(db, use_product_composite=True, product_id="blue-box")
         with DocWatcher(ref) as watch:

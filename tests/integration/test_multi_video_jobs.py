@@ -20,7 +20,7 @@ from local_stack.stack import LocalStack
 from media.probe import probe
 from tests.fakes.provider_api import FakeProviderAPI
 from tests.support.documents import job_document, scene
-from tests.support.stack import duplicate_events
+from tests.support.stack import duplicate_events, wait_running
 from tests.watch import DocWatcher, wait_until
 
 pytestmark = pytest.mark.stack
@@ -160,14 +160,7 @@ def test_a_crash_mid_job_resumes_without_regenerating_finished_scenes(
     with DocWatcher(ref) as watch:
         ref.set(doc)
         watch.wait_for(lambda d: len(d.get("clips") or []) == 2, 60)
-        wait_until(
-            lambda: any(
-                t.task_id == f"{job_id}-scene-3" and t.state == "running"
-                for t in stack.tasks.tasks()
-            ),
-            30,
-            what="scene 3 running",
-        )
+        wait_running(stack, f"{job_id}-scene-3")
         before = {
             n: bucket.get_blob(f"users/{USER}/multi_videos/{job_id}/scene-{n}.mp4") for n in (1, 2)
         }
@@ -228,14 +221,7 @@ def test_a_scene_stored_by_a_concurrent_run_of_its_step_is_kept(
     other = make_clip(tmp_path / "other-run.mp4", duration=1.0, width=854, height=480, fps=24)
     with DocWatcher(ref) as watch:
         ref.set(doc)
-        wait_until(
-            lambda: any(
-                t.task_id == f"{job_id}-scene-1" and t.state == "running"
-                for t in stack.tasks.tasks()
-            ),
-            30,
-            what="scene 1 running",
-        )
+        wait_running(stack, f"{job_id}-scene-1")
         blob = bucket.blob(path)  # the "other run" finishes first, while this one generates
         blob.metadata = {"jobId": job_id, "sceneNumber": "1", "durationS": "1.000"}
         blob.upload_from_filename(str(other), content_type="video/mp4")
@@ -332,14 +318,7 @@ def test_the_sweep_fails_a_job_whose_steps_stopped_and_a_late_step_cannot_revive
     job_id = doc["job_id"]
     with DocWatcher(ref) as watch:
         ref.set(doc)
-        wait_until(
-            lambda: any(
-                t.task_id == f"{job_id}-scene-1" and t.state == "running"
-                for t in stack.tasks.tasks()
-            ),
-            30,
-            what="scene 1 running",
-        )
+        wait_running(stack, f"{job_id}-scene-1")
         time.sleep(1.5)  # past the step's lease renewals, inside the provider call
         ref.update({"leaseExpiresAt": datetime.now(UTC) - timedelta(minutes=1)})
         assert stack.run_scheduled("sweep_stuck_jobs") == 200

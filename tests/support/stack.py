@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from local_stack.stack import LocalStack
+from tests.watch import wait_until
 
 
 @contextmanager
@@ -31,3 +32,12 @@ def task_attempts(stack: LocalStack, task_id: str, timeout_s: float = 30) -> lis
 def task_statuses(stack: LocalStack, task_id: str, timeout_s: float = 30) -> list[int]:
     """The HTTP status of every attempt of a task, once it has its last answer."""
     return [h["status"] for h in task_attempts(stack, task_id, timeout_s)]
+
+
+def wait_running(stack: LocalStack, task_id: str, timeout_s: float = 30) -> None:
+    """Wait until an attempt of the task is running (dispatched, not yet answered)."""
+    wait_until(
+        lambda: any(t.task_id == task_id and t.state == "running" for t in stack.tasks.tasks()),
+        timeout_s,
+        what=f"{task_id} running",
+    )
