@@ -1,4 +1,4 @@
-"""Shared vocabulary: the ids, aspect ratios, resolutions and URL limits every module uses.
+"""Shared vocabulary: ids, aspect ratios, resolutions, URL limits and scene numbers.
 
 One id rule for users, jobs, videos, scenes, products and creations: 1-128 letters, digits,
 `_` or `-` (a Firestore document id, a Storage path segment and part of a Cloud Tasks task

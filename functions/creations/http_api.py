@@ -6,7 +6,6 @@ operations the callables run (creations/create.py, drafts.py), with a Firebase I
 protocol's error body. The routes, statuses and bodies: docs/creations.md, "API".
 """
 
-
 from __future__ import annotations
 
 import json

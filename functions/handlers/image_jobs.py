@@ -7,7 +7,6 @@ ends `completed` with image_url/image_path, and the scene document
 docs/job-status.md.
 """
 
-
 from __future__ import annotations
 
 from pathlib import Path
