@@ -43,7 +43,7 @@ def sweep_stuck_jobs(event: scheduler_fn.ScheduledEvent) -> None:
     sweep.sweep()
 
 
-@https_fn.on_call(**runtime.LIGHT)
+@https_fn.on_call(**runtime.LIGHT_WITH_PROVIDER_KEYS)
 def triggerlongformvideojob(req: https_fn.CallableRequest) -> dict:
     return longform.trigger(req)
 
@@ -92,7 +92,7 @@ def handle_composition(
 
 
 # --- creations and tokens (handlers/creations.py, docs/creations.md) ------------------
-@https_fn.on_call(**runtime.LIGHT)
+@https_fn.on_call(**runtime.LIGHT_WITH_PROVIDER_KEYS)
 def createvideogeneration(req: https_fn.CallableRequest) -> dict:
     return creations.call(creations.create_video_generation, req)
 
@@ -117,7 +117,7 @@ def publishcreation(req: https_fn.CallableRequest) -> dict:
     return creations.call(creations.publish_creation, req)
 
 
-@https_fn.on_request(cors=http_api.CORS, **runtime.LIGHT)
+@https_fn.on_request(cors=http_api.CORS, **runtime.LIGHT_WITH_PROVIDER_KEYS)
 def generateapi(req: https_fn.Request) -> https_fn.Response:
     return http_api.handle(req)
 

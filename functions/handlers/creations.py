@@ -43,10 +43,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core import config, ledger
 from core.clients import bucket, db, init_app
-from core.errors import validation_problems
+from core.errors import InvalidInput, validation_problems
 from core.lifecycle import failed_fields, now
 from core.runtime import REGION
 from handlers import sweep
+from providers.registry import video_limits
 
 COLLECTION = "creations"
 FEED = "feed"
@@ -186,6 +187,18 @@ def parse(model: type[BaseModel], payload: object) -> Any:
         ) from exc
 
 
+def check_model_limits(req: CreateRequest) -> None:
+    """BadRequest (before anything is charged) unless the configured video model accepts
+    the duration and aspect ratio (the schema's 4/6/8 s fit SeeDance and Veo 3 alike; a
+    model configured with other limits narrows them)."""
+    limits = video_limits(config.CREATION_PROVIDER.value or None)
+    try:
+        limits.check(req.duration, req.aspectRatio, field="duration", aspect_field="aspectRatio")
+    except InvalidInput as exc:
+        field = exc.message.split(":", 1)[0]
+        raise BadRequest(exc.message, {"fields": [field]}) from exc
+
+
 def cost_of(duration: int, tokens_per_second: int | None = None) -> int:
     """Tokens a creation costs: `CREATION_TOKENS_PER_SECOND` (default 10) per second."""
     rate = (
@@ -272,6 +285,7 @@ class _Created:
 def create_video_generation(uid: str, payload: object) -> dict[str, Any]:
     """Validate, charge and record in one transaction, then enqueue the worker."""
     req: CreateRequest = parse(CreateRequest, payload)
+    check_model_limits(req)
     cost = cost_of(req.duration)
     cid = creation_id_for(uid, req.idempotencyKey)
     ref = creation_ref(cid)

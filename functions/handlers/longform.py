@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core import config, storage
 from core.clients import db, init_app
-from core.errors import JobError, MediaError, validation_problems
+from core.errors import InvalidInput, JobError, MediaError, validation_problems
 from core.lifecycle import lease_duration, now, renewing, work_dir
 from core.runtime import REGION
 from handlers.sweep import SweptCollection, register
@@ -42,7 +42,7 @@ from media.compose_run import stitch
 from media.frames import extract_last_frame
 from media.probe import probe
 from providers.base import AspectRatio, VideoRequest
-from providers.registry import get_provider
+from providers.registry import get_provider, video_limits
 from workflows import longform_plan as plan
 
 Resolution = Literal["480p", "720p", "1080p"]
@@ -130,6 +130,15 @@ def trigger(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
             https_fn.FunctionsErrorCode.INVALID_ARGUMENT,
             f"prompts: at most {limit} segments per job (got {len(spec.prompts)})",
         )
+    try:  # every segment is one generation: the video model must accept its length
+        video_limits().check(
+            spec.segmentSeconds,
+            spec.aspectRatio,
+            field="segmentSeconds",
+            aspect_field="aspectRatio",
+        )
+    except InvalidInput as exc:
+        raise _error(https_fn.FunctionsErrorCode.INVALID_ARGUMENT, exc.message) from exc
     job_id = uuid.uuid4().hex
     ref = job_ref(job_id)
     t = now()

@@ -32,7 +32,7 @@ from core.errors import InvalidInput, JobError, MediaError, ProviderError, named
 from core.lifecycle import Job, run_job, work_dir
 from core.safe_fetch import fetch_url
 from media.probe import MediaInfo, probe
-from providers.base import AspectRatio, MediaProvider, VideoRequest
+from providers.base import AspectRatio, MediaProvider, VideoLimits, VideoRequest
 from providers.registry import get_provider
 
 COLLECTION = "video_generation_jobs"
@@ -86,8 +86,8 @@ def handle(document: firestore.DocumentReference, event_id: str) -> None:
 
 
 def generate_scene_video(job: Job, spec: VideoJob) -> dict[str, Any]:
-    check_duration(spec.duration)
     provider = choose_provider(spec.provider)
+    check_duration(spec.duration, provider.video_limits(), aspect_ratio=spec.aspect_ratio)
     job.progress(5, provider=provider.name)
     with work_dir(f"video-{job.id}") as tmp:
         seed = fetch_seed_image(spec.image_url, tmp / "seed-image", field="image_url")
@@ -140,11 +140,20 @@ def generate_scene_video(job: Job, spec: VideoJob) -> dict[str, Any]:
 # --- shared with multi-video jobs ------------------------------------------------------------
 
 
-def check_duration(duration: float, field: str = "duration") -> None:
-    """InvalidInput unless VIDEO_MIN_DURATION_S <= duration <= VIDEO_MAX_DURATION_S."""
+def check_duration(
+    duration: float,
+    limits: VideoLimits,
+    field: str = "duration",
+    *,
+    aspect_ratio: AspectRatio | None = None,
+) -> None:
+    """InvalidInput unless VIDEO_MIN_DURATION_S <= duration <= VIDEO_MAX_DURATION_S and the
+    video model accepts the duration (and aspect ratio): e.g. SeeDance takes 2 to 12 whole
+    seconds, Veo 3 takes 4, 6 or 8."""
     lo, hi = int(config.VIDEO_MIN_DURATION_S.value), int(config.VIDEO_MAX_DURATION_S.value)
     if not lo <= duration <= hi:
         raise InvalidInput(f"{field}: must be between {lo} and {hi} seconds, got {duration:g}")
+    limits.check(duration, aspect_ratio, field=field)
 
 
 def choose_provider(choice: str | None) -> MediaProvider:

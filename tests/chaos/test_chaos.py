@@ -85,7 +85,7 @@ def job_doc(
             "storyboard_id": f"sb-{job_id[:6]}",
             "text": text,
             "image_url": seed["seed.png"],
-            "duration": 1.0,
+            "duration": 2.0,  # the video model's shortest (SeeDance: 2 to 12 whole seconds)
         }
     elif kind == "multi_video_jobs":
         base |= {
@@ -93,7 +93,7 @@ def job_doc(
                 {
                     "scene_number": n,
                     "seed_image_url": seed["seed.png"],
-                    "duration": 1.0,
+                    "duration": 2.0,
                     "description": f"{text} {n}",
                 }
                 for n in (1, 2, 3)
