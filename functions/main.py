@@ -52,7 +52,7 @@ def sweep_stuck_jobs(event: scheduler_fn.ScheduledEvent) -> None:
     sweep.sweep(SWEPT_COLLECTIONS, SWEEP_CHECKS)
 
 
-@https_fn.on_call(**runtime.LIGHT)
+@https_fn.on_call(**runtime.LIGHT_WITH_PROVIDER_KEYS)
 def triggerlongformvideojob(req: https_fn.CallableRequest) -> dict:
     return call(longform_callables.trigger, req)
 
@@ -99,7 +99,7 @@ def handle_composition(
 
 
 # --- creations and tokens (creations/, docs/creations.md) -------------------------------
-@https_fn.on_call(**runtime.LIGHT)
+@https_fn.on_call(**runtime.LIGHT_WITH_PROVIDER_KEYS)
 def createvideogeneration(req: https_fn.CallableRequest) -> dict:
     return call(create.create_video_generation, req)
 
@@ -124,7 +124,7 @@ def publishcreation(req: https_fn.CallableRequest) -> dict:
     return call(drafts.publish_creation, req)
 
 
-@https_fn.on_request(cors=http_api.CORS, **runtime.LIGHT)
+@https_fn.on_request(cors=http_api.CORS, **runtime.LIGHT_WITH_PROVIDER_KEYS)
 def generateapi(req: https_fn.Request) -> https_fn.Response:
     return http_api.handle(req)
 

@@ -74,7 +74,7 @@ def run(stack: LocalStack) -> bool:
                 {
                     "scene_number": i + 1,
                     "seed_image_url": seed_url,
-                    "duration": 1.5,
+                    "duration": 3.0,
                     "description": text,
                 }
                 for i, text in enumerate(SCENES)

@@ -41,6 +41,21 @@ def provider_api() -> Iterator[FakeProviderAPI]:
         yield api
 
 
+@pytest.fixture(autouse=True)
+def _provider_fields_reach_the_model(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that made an adapter send a field the provider silently ignores (an
+    input the model's published schema does not have): in production it would never
+    reach the model. See tests/fakes/provider_api.py."""
+    if "provider_api" not in request.fixturenames:
+        yield
+        return
+    api: FakeProviderAPI = request.getfixturevalue("provider_api")
+    api.take_ignored_fields()
+    yield
+    ignored = api.take_ignored_fields()
+    assert not ignored, f"sent fields the provider would silently ignore: {ignored}"
+
+
 def make_stack_settings(
     project_id: str, state_dir: Path, provider_api: FakeProviderAPI, *, lease_s: int
 ) -> StackSettings:

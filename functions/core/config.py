@@ -32,7 +32,12 @@ REPLICATE_IMAGE_MODEL = params.StringParam(
 REPLICATE_VIDEO_MODEL = params.StringParam(
     "REPLICATE_VIDEO_MODEL",
     default="bytedance/seedance-1-lite",
-    description="Replicate model for image-to-video (SeeDance).",
+    description="Replicate model for image-to-video (SeeDance: 2 to 12 whole seconds). The offline provider keeps to its limits too.",
+)
+REPLICATE_COMPOSITE_MODEL = params.StringParam(
+    "REPLICATE_COMPOSITE_MODEL",
+    default="black-forest-labs/flux-kontext-pro",
+    description="Image-conditioned Replicate model for COMPOSITE_METHOD=model: gets the product photo as input_image (the plain image model has no such input).",
 )
 OPENAI_IMAGE_MODEL = params.StringParam(
     "OPENAI_IMAGE_MODEL", default="gpt-image-1", description="OpenAI image model."
@@ -83,7 +88,9 @@ FFMPEG_MAX_SECONDS = params.IntParam(
 
 # --- images --------------------------------------------------------------------------
 COMPOSITE_METHOD = params.StringParam(
-    "COMPOSITE_METHOD", default="pillow", description="pillow | model (provider-based compositing)."
+    "COMPOSITE_METHOD",
+    default="pillow",
+    description="pillow (paste the product onto the generated scene) | model (one generation with the product photo as reference: REPLICATE_COMPOSITE_MODEL, or the offline provider).",
 )
 
 # --- streaming -----------------------------------------------------------------------
@@ -163,12 +170,14 @@ VIDEO_RESOLUTION = params.StringParam(
     "VIDEO_RESOLUTION", default="720p", description="480p | 720p | 1080p, unless a job asks."
 )
 VIDEO_MIN_DURATION_S = params.IntParam(
-    "VIDEO_MIN_DURATION_S", default=1, description="Shortest video a video job may ask for."
+    "VIDEO_MIN_DURATION_S",
+    default=1,
+    description="Shortest video a video job or scene may ask for (the video model's own limits apply too).",
 )
 VIDEO_MAX_DURATION_S = params.IntParam(
     "VIDEO_MAX_DURATION_S",
     default=15,
-    description="Longest video a video job or scene may ask for.",
+    description="Longest video a video job or scene may ask for (the video model's own limits apply too).",
 )
 MAX_SEED_IMAGE_BYTES = params.IntParam(
     "MAX_SEED_IMAGE_BYTES", default=20 * 1024 * 1024, description="Largest seed image fetched."

@@ -97,6 +97,12 @@ STREAM_TASK = runtime(
     max_instances=20, concurrency=1,
 )  # fmt: skip
 LIGHT = runtime("api", memory=options.MemoryOption.MB_512, cpu=1, timeout_sec=60, max_instances=50)
+# Callables that check a request against the video model's limits before charging or queuing:
+# with MEDIA_PROVIDER=auto the model depends on which provider key is set, so they bind the keys.
+LIGHT_WITH_PROVIDER_KEYS = runtime(
+    "api", memory=options.MemoryOption.MB_512, cpu=1, timeout_sec=60, max_instances=50,
+    secrets=True,
+)  # fmt: skip
 
 # --- task queues -----------------------------------------------------------------------
 # One scene of a multi-video job per task; it may run past the 540 s event limit and stays

@@ -15,8 +15,9 @@ from firebase_functions import logger
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core import ledger, runtime
+from core import config, ledger, runtime
 from core.clients import db
+from core.errors import InvalidInput
 from core.lifecycle import failed_fields, now
 from core.operations import BadRequest, Unavailable, parse_request
 from core.ownership import write_if_owner
@@ -29,6 +30,7 @@ from creations.document import (
     creation_ref,
     estimated_seconds,
 )
+from providers.registry import video_limits
 
 CREATE_TX_ATTEMPTS = 50  # many creates of one user contend on users/{uid}; see docs
 
@@ -61,9 +63,22 @@ class _Created:
     balance: int | None
 
 
+def check_model_limits(req: CreateRequest) -> None:
+    """BadRequest (before anything is charged) unless the configured video model accepts
+    the duration and aspect ratio (the schema's 4/6/8 s fit SeeDance and Veo 3 alike; a
+    model configured with other limits narrows them)."""
+    limits = video_limits(config.CREATION_PROVIDER.value or None)
+    try:
+        limits.check(req.duration, req.aspectRatio, field="duration", aspect_field="aspectRatio")
+    except InvalidInput as exc:
+        field = exc.message.split(":", 1)[0]
+        raise BadRequest(exc.message, {"fields": [field]}) from exc
+
+
 def create_video_generation(uid: str, payload: object) -> dict[str, Any]:
     """Validate, charge and record in one transaction, then enqueue the worker."""
     req: CreateRequest = parse_request(CreateRequest, payload)
+    check_model_limits(req)
     cost = cost_of(req.duration)
     cid = creation_id_for(uid, req.idempotencyKey)
     ref = creation_ref(cid)

@@ -4,11 +4,15 @@ A frontend writes the job (seed schema: job_id, scene_id, storyboard_id, user_id
 style_prompt, use_product_composite, product_id, status="pending") and watches it. The job
 ends `completed` with image_url/image_path, and the scene document
 `storyboards/{storyboard_id}/scenes/{scene_id}` gets the same URL in the same transaction.
-docs/job-status.md.
+Product compositing (COMPOSITE_METHOD): `pillow` pastes the product photo onto the generated
+scene; `model` makes one generation with the product photo as the reference image (a model
+that takes one, e.g. REPLICATE_COMPOSITE_MODEL), else the job fails `misconfigured` before
+anything is generated. docs/job-status.md.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from google.cloud import firestore
@@ -61,16 +65,33 @@ def handle(document: firestore.DocumentReference, event_id: str) -> None:
 
 def generate_scene_image(job: Job, spec: ImageJob) -> None:
     provider = get_provider("image")
+    method = config.COMPOSITE_METHOD.value if spec.use_product_composite else "none"
+    if method not in ("none", "pillow", "model"):
+        raise JobError(f"unknown COMPOSITE_METHOD {method!r}", code="misconfigured")
+    if method == "model" and not provider.takes_reference_image():
+        raise JobError(
+            f"COMPOSITE_METHOD=model needs an image provider whose model takes a reference "
+            f"image; {provider.name} does not (use replicate with REPLICATE_COMPOSITE_MODEL, "
+            f"or COMPOSITE_METHOD=pillow)",
+            code="misconfigured",
+        )
     job.progress(10, provider=provider.name)
     with work_dir(f"image-{job.id}") as tmp:
         width, height = IMAGE_SIZE
-        generated = provider.generate_image(
-            ImageRequest(prompt=spec.prompt, width=width, height=height), tmp
-        )
+        request = ImageRequest(prompt=spec.prompt, width=width, height=height)
+        if method == "model" and spec.product_id:
+            product, name = _product_image(spec.product_id, tmp)
+            request = replace(
+                request,
+                prompt=f"{spec.prompt}. Feature {name} naturally in the scene.",
+                reference_image=product,
+            )
+        generated = provider.generate_image(request, tmp)
         job.progress(60)
         image = generated.path
-        if spec.use_product_composite and spec.product_id:
-            image = _composite(spec.product_id, image, tmp, provider_prompt=spec.prompt)
+        if method == "pillow" and spec.product_id:
+            product, _ = _product_image(spec.product_id, tmp)
+            image = composite_product(image, product, tmp / "composite.png")
             job.progress(80)
         path = f"users/{spec.user_id}/images/{job.id}.png"
         url = storage.upload_file(image, path, "image/png")
@@ -94,7 +115,8 @@ def generate_scene_image(job: Job, spec: ImageJob) -> None:
     )
 
 
-def _composite(product_id: str, scene_image: Path, tmp: Path, *, provider_prompt: str) -> Path:
+def _product_image(product_id: str, tmp: Path) -> tuple[Path, str]:
+    """The product's photo (downloaded into `tmp`) and its name."""
     product = db().document(f"products/{product_id}").get()
     if not product.exists:
         raise InvalidInput(f"product {product_id} does not exist", code="product-not-found")
@@ -106,18 +128,4 @@ def _composite(product_id: str, scene_image: Path, tmp: Path, *, provider_prompt
         fetch_url(str(data["image_url"]), product_file)
     else:
         raise InvalidInput(f"product {product_id} has no image", code="product-not-found")
-    method = config.COMPOSITE_METHOD.value
-    out = tmp / "composite.png"
-    if method == "pillow":
-        return composite_product(scene_image, product_file, out)
-    if method == "model":
-        provider = get_provider("image")
-        name = data.get("name") or "the product"
-        request = ImageRequest(
-            prompt=f"{provider_prompt}. Feature {name} naturally in the scene.",
-            width=IMAGE_SIZE[0],
-            height=IMAGE_SIZE[1],
-            reference_image=product_file,
-        )
-        return provider.generate_image(request, tmp).path
-    raise JobError(f"unknown COMPOSITE_METHOD {method!r}", code="misconfigured")
+    return product_file, str(data.get("name") or "the product")

@@ -90,9 +90,12 @@ def start(job: Job, spec: MultiVideoJob) -> None:
     max_scenes = int(config.MULTI_VIDEO_MAX_SCENES.value)
     if len(scenes) > max_scenes:
         raise InvalidInput(f"scenes: at most {max_scenes} scenes per job, got {len(scenes)}")
+    # fails now (override not allowed, key missing, a duration the model refuses), not per scene
+    limits = choose_provider(spec.provider).video_limits()
     for i, scene in enumerate(spec.scenes):
-        check_duration(scene.duration, f"scenes[{i}].duration")
-    choose_provider(spec.provider)  # fails now (override not allowed, key missing), not per scene
+        check_duration(
+            scene.duration, limits, f"scenes[{i}].duration", aspect_ratio=spec.aspect_ratio
+        )
     urls = [(f"scenes[{i}].seed_image_url", s.seed_image_url) for i, s in enumerate(spec.scenes)]
     if spec.audio_url:
         urls.append(("audio_url", spec.audio_url))

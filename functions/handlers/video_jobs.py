@@ -44,8 +44,8 @@ def handle(document: firestore.DocumentReference, event_id: str) -> None:
 
 
 def generate_scene_video(job: Job, spec: VideoJob) -> None:
-    check_duration(spec.duration)
     provider = choose_provider(spec.provider)
+    check_duration(spec.duration, provider.video_limits(), aspect_ratio=spec.aspect_ratio)
     job.progress(5, provider=provider.name)
     with work_dir(f"video-{job.id}") as tmp:
         seed = fetch_seed_image(spec.image_url, tmp / "seed-image", field="image_url")

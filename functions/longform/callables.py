@@ -16,10 +16,12 @@ from google.cloud import firestore
 
 from core import config
 from core.clients import db
+from core.errors import InvalidInput
 from core.lifecycle import lease_duration, now
 from core.operations import BadRequest, NotFound, Unavailable, WrongState, parse_request
 from longform import plan
 from longform.job import LongFormRequest, ReplayRequest, enqueue_step, job_ref
+from providers.registry import video_limits
 
 
 def trigger(uid: str, payload: object) -> dict[str, Any]:
@@ -28,6 +30,15 @@ def trigger(uid: str, payload: object) -> dict[str, Any]:
     limit = int(config.LONGFORM_MAX_SEGMENTS.value)
     if len(spec.prompts) > limit:
         raise BadRequest(f"prompts: at most {limit} segments per job (got {len(spec.prompts)})")
+    try:  # every segment is one generation: the video model must accept its length
+        video_limits().check(
+            spec.segmentSeconds,
+            spec.aspectRatio,
+            field="segmentSeconds",
+            aspect_field="aspectRatio",
+        )
+    except InvalidInput as exc:
+        raise BadRequest(exc.message) from exc
     job_id = uuid.uuid4().hex
     ref = job_ref(job_id)
     t = now()

@@ -6,18 +6,26 @@ OpenAI, Veo) call the official SDK and download the provider's output (through
 media with Pillow/ffmpeg. Handlers never talk to an SDK directly: they pick a provider
 with `providers.registry.get_provider(...)` and copy the returned file into our Storage.
 
+Limits: `video_limits()` says which durations and aspect ratios the configured model
+accepts (read from its published schema, providers/model_schemas.py), so jobs are refused
+with `invalid-argument` before anything is paid for; `takes_reference_image()` says
+whether `ImageRequest.reference_image` reaches the model.
+
 Errors: adapters raise `core.errors.ContentPolicyError` (never retried),
 `TransientProviderError` (429/5xx/timeouts, with `retry_after_s` when known), or
-`ProviderError` for anything else.
+`ProviderError` for anything else (`provider-rejected-input` when the provider refused
+a field or value of our request).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from core.vocabulary import AspectRatio, Resolution
+from core.errors import InvalidInput
+from core.vocabulary import ASPECT_RATIOS, AspectRatio, Resolution
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,55 @@ class GeneratedMedia:
     extra: dict[str, object] = field(default_factory=dict)  # e.g. prediction id, timings
 
 
+@dataclass(frozen=True)
+class VideoLimits:
+    """What one video model accepts: a duration range (whole seconds only, or a few
+    choices) and the aspect ratios of ours it makes. The default is "no limits known"."""
+
+    model: str
+    min_s: float = 0.0
+    max_s: float = math.inf
+    whole_seconds: bool = False
+    choices: tuple[int, ...] = ()
+    aspect_ratios: tuple[AspectRatio, ...] = ASPECT_RATIOS
+
+    def describe(self) -> str:
+        """The accepted durations in words, e.g. "2 to 12 whole seconds"."""
+        if self.choices:
+            *head, last = (str(c) for c in self.choices)
+            return f"{', '.join(head)} or {last} seconds" if head else f"{last} seconds"
+        unit = "whole seconds" if self.whole_seconds else "seconds"
+        if math.isinf(self.max_s):
+            return f"at least {self.min_s:g} {unit}"
+        return f"{self.min_s:g} to {self.max_s:g} {unit}"
+
+    def accepts(self, duration_s: float) -> bool:
+        if self.choices:
+            return duration_s in self.choices
+        if self.whole_seconds and duration_s != int(duration_s):
+            return False
+        return self.min_s <= duration_s <= self.max_s
+
+    def check(
+        self,
+        duration_s: float,
+        aspect_ratio: str | None = None,
+        *,
+        field: str = "duration",
+        aspect_field: str = "aspect_ratio",
+    ) -> None:
+        """InvalidInput naming the field and the model's limit, unless both are accepted."""
+        if not self.accepts(duration_s):
+            raise InvalidInput(
+                f"{field}: {self.model} makes videos of {self.describe()}, got {duration_s:g}"
+            )
+        if aspect_ratio is not None and aspect_ratio not in self.aspect_ratios:
+            raise InvalidInput(
+                f"{aspect_field}: {self.model} makes {' or '.join(self.aspect_ratios)} videos,"
+                f" got {aspect_ratio}"
+            )
+
+
 @runtime_checkable
 class MediaProvider(Protocol):
     name: str
@@ -57,3 +114,12 @@ class MediaProvider(Protocol):
     def generate_image(self, request: ImageRequest, work_dir: Path) -> GeneratedMedia: ...
 
     def generate_video(self, request: VideoRequest, work_dir: Path) -> GeneratedMedia: ...
+
+    def video_limits(self) -> VideoLimits:
+        """Durations and aspect ratios the video model accepts (ProviderError
+        `unsupported` if this provider makes no videos)."""
+        ...
+
+    def takes_reference_image(self) -> bool:
+        """Whether `ImageRequest.reference_image` reaches the image model."""
+        ...

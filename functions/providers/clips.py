@@ -20,7 +20,7 @@ from core.errors import InvalidInput, JobError, MediaError, ProviderError, named
 from core.safe_fetch import fetch_url
 from core.vocabulary import RESOLUTIONS, AspectRatio, Resolution
 from media.probe import MediaInfo, probe
-from providers.base import MediaProvider, VideoRequest
+from providers.base import MediaProvider, VideoLimits, VideoRequest
 from providers.registry import get_provider
 
 VideoProviderName = Literal["local", "replicate", "veo"]  # the per-job override allow-list
@@ -59,11 +59,20 @@ class Clip:
         return f"{self.width}x{self.height}"
 
 
-def check_duration(duration: float, field: str = "duration") -> None:
-    """InvalidInput unless VIDEO_MIN_DURATION_S <= duration <= VIDEO_MAX_DURATION_S."""
+def check_duration(
+    duration: float,
+    limits: VideoLimits,
+    field: str = "duration",
+    *,
+    aspect_ratio: AspectRatio | None = None,
+) -> None:
+    """InvalidInput unless VIDEO_MIN_DURATION_S <= duration <= VIDEO_MAX_DURATION_S and the
+    video model accepts the duration (and aspect ratio): e.g. SeeDance takes 2 to 12 whole
+    seconds, Veo 3 takes 4, 6 or 8."""
     lo, hi = int(config.VIDEO_MIN_DURATION_S.value), int(config.VIDEO_MAX_DURATION_S.value)
     if not lo <= duration <= hi:
         raise InvalidInput(f"{field}: must be between {lo} and {hi} seconds, got {duration:g}")
+    limits.check(duration, aspect_ratio, field=field)
 
 
 def choose_provider(choice: str | None) -> MediaProvider:

@@ -10,6 +10,11 @@ zoom (media/animate.py) into an H.264/AAC MP4 exactly ``duration_s`` long.
 Sizes for video: 16:9 -> 1280x720, 9:16 -> 720x1280, 1:1 -> 720x720 at 720p;
 480p and 1080p scale these (854x480 / 1920x1080 and so on).
 
+Limits: the offline provider stands in for a real video model (`stand_in_for`, by default
+the Replicate video model, SeeDance) and accepts exactly the durations and aspect ratios
+that model's published schema allows (2 to 12 whole seconds), so a job refused in
+production is refused offline too. It takes reference images (it composites them).
+
 Failure hooks, so the offline stack and the tests can exercise failure paths through
 the same code as a real provider. A marker anywhere in the prompt:
 
@@ -35,7 +40,10 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from core.errors import ContentPolicyError, InvalidInput, MediaError, TransientProviderError
 from media.animate import render_ken_burns
 from media.picture import even
-from providers.base import AspectRatio, GeneratedMedia, ImageRequest, VideoRequest
+from providers.base import AspectRatio, GeneratedMedia, ImageRequest, VideoLimits, VideoRequest
+from providers.model_schemas import replicate_video_limits
+
+DEFAULT_STAND_IN = "bytedance/seedance-1-lite"
 
 _FAIL_POLICY = "[fail:content-policy]"
 _FAIL_TRANSIENT = "[fail:transient]"
@@ -144,8 +152,15 @@ class LocalProvider:
     image_model = "local-pillow"
     video_model = "local-kenburns"
 
-    def __init__(self, fps: int = 24) -> None:
+    def __init__(self, fps: int = 24, *, stand_in_for: str = DEFAULT_STAND_IN) -> None:
         self.fps = fps
+        self.stand_in_for = stand_in_for
+
+    def video_limits(self) -> VideoLimits:
+        return replicate_video_limits(self.stand_in_for)
+
+    def takes_reference_image(self) -> bool:
+        return True
 
     def generate_image(self, request: ImageRequest, work_dir: Path) -> GeneratedMedia:
         apply_failure_hooks(request.prompt)
@@ -168,6 +183,7 @@ class LocalProvider:
         )
 
     def generate_video(self, request: VideoRequest, work_dir: Path) -> GeneratedMedia:
+        self.video_limits().check(request.duration_s, request.aspect_ratio)
         apply_failure_hooks(request.prompt)
         width, height = video_size(request.aspect_ratio, request.resolution)
         work_dir.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,11 @@ Errors: 400 with code ``content_policy_violation`` / ``moderation_blocked`` (or 
 "safety system" message) -> ContentPolicyError; 429 (except ``insufficient_quota``),
 5xx, timeouts and connection errors -> TransientProviderError (``retry_after_s`` from
 Retry-After); anything else -> ProviderError. The SDK itself retries 429/5xx/timeouts
-``max_retries`` times (honouring Retry-After) before we see an error.
-``generate_video`` raises ``ProviderError(code="unsupported")``.
+``max_retries`` times (honouring Retry-After) before we see an error. Any other 400
+(``invalid_request_error``: an unknown parameter, a value outside the model's schema in
+providers/model_schemas.py) -> ProviderError ``provider-rejected-input`` naming the param.
+``generate_video`` raises ``ProviderError(code="unsupported")``; so does a reference
+image, which ``images.generate`` has no input for.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from PIL import Image
 
 from core.errors import ContentPolicyError, JobError, ProviderError, TransientProviderError
 from core.safe_fetch import NETWORK_ERRORS, fetch_to_file, parse_retry_after
-from providers.base import GeneratedMedia, ImageRequest, VideoRequest
+from providers.base import GeneratedMedia, ImageRequest, VideoLimits, VideoRequest
 
 DEFAULT_ALLOWED_HOSTS = ("oaidalleapiprodscus.blob.core.windows.net",)
 _POLICY_CODES = frozenset({"content_policy_violation", "moderation_blocked"})
@@ -60,7 +63,19 @@ class OpenAIProvider:
             max_retries=max_retries,
         )
 
+    def video_limits(self) -> VideoLimits:
+        raise ProviderError("The OpenAI provider does not make videos.", code="unsupported")
+
+    def takes_reference_image(self) -> bool:
+        return False
+
     def generate_image(self, request: ImageRequest, work_dir: Path) -> GeneratedMedia:
+        if request.reference_image is not None:
+            raise ProviderError(
+                "OpenAI images.generate takes no reference image, so it would never reach the "
+                "model; use COMPOSITE_METHOD=pillow or the replicate image provider",
+                code="unsupported",
+            )
         params: dict[str, Any] = {
             "model": self.model,
             "prompt": request.prompt,
@@ -164,6 +179,12 @@ def map_openai_error(exc: BaseException) -> JobError:
             return ProviderError(
                 f"OpenAI rejected our credentials: {message}", code="provider-auth"
             )
+        if status == 400:
+            param = _param(exc)
+            return ProviderError(
+                f"OpenAI refused our request{f' ({param})' if param else ''}: {message}",
+                code="provider-rejected-input",
+            )
         return ProviderError(f"OpenAI answered HTTP {status}: {message}")
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return TransientProviderError(f"Could not reach OpenAI: {exc}")
@@ -181,6 +202,11 @@ def _message(exc: openai.APIStatusError) -> str:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return str(body["message"])
     return str(exc.message)
+
+
+def _param(exc: openai.APIStatusError) -> str | None:
+    param = getattr(exc, "param", None)
+    return str(param) if param else None
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:

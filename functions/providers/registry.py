@@ -12,6 +12,10 @@ at import, so deploys and cold starts stay cheap):
   ``ProviderError(code="provider-not-configured")``; openai for video and veo for
   images raise ``ProviderError(code="unsupported")``.
 
+`video_limits(choice=None)` is the same choice's model limits (durations, aspect ratios),
+read from params and the published schemas without building a client or needing its key,
+so request validation (callables, job documents) refuses what the model would refuse.
+
 Base URLs come from env REPLICATE_BASE_URL / OPENAI_BASE_URL / GEMINI_BASE_URL (unset
 in production; the local stack and tests point the SDKs at the fake provider API).
 """
@@ -22,13 +26,32 @@ import os
 from typing import Literal
 
 from core.errors import InvalidInput, ProviderError
-from providers.base import MediaProvider
+from providers import model_schemas
+from providers.base import MediaProvider, VideoLimits
 
 Kind = Literal["image", "video"]
 PROVIDERS = ("local", "replicate", "openai", "veo")
 
 
 def get_provider(kind: Kind, choice: str | None = None) -> MediaProvider:
+    return _build(resolve(kind, choice), kind)
+
+
+def video_limits(choice: str | None = None) -> VideoLimits:
+    """What the video model `get_provider("video", choice)` would call accepts."""
+    from core import config
+
+    name = resolve("video", choice)
+    if name == "openai":
+        raise ProviderError("The OpenAI provider does not make videos.", code="unsupported")
+    if name == "veo":
+        return model_schemas.veo_video_limits(config.VEO_MODEL.value)
+    # replicate, and local, which keeps to the limits of the Replicate model it stands in for
+    return model_schemas.replicate_video_limits(config.REPLICATE_VIDEO_MODEL.value)
+
+
+def resolve(kind: Kind, choice: str | None = None) -> str:
+    """The provider name for `kind` (see the module docstring)."""
     from core import config
 
     if kind not in ("image", "video"):
@@ -45,7 +68,7 @@ def get_provider(kind: Kind, choice: str | None = None) -> MediaProvider:
             f"Unknown provider {name!r}; expected one of: auto, {', '.join(PROVIDERS)}.",
             code="invalid-provider",
         )
-    return _build(name, kind)
+    return name
 
 
 def _auto(kind: Kind) -> str:
@@ -66,7 +89,7 @@ def _build(name: str, kind: Kind) -> MediaProvider:
     if name == "local":
         from providers.local import LocalProvider
 
-        return LocalProvider()
+        return LocalProvider(stand_in_for=config.REPLICATE_VIDEO_MODEL.value)
     allowed = list(config.ALLOWED_FETCH_HOSTS.value)
     max_bytes = int(config.MAX_FETCH_BYTES.value)
     deadline_s = float(config.PROVIDER_TIMEOUT_SECONDS.value)
@@ -78,6 +101,7 @@ def _build(name: str, kind: Kind) -> MediaProvider:
             api_token=_require(config.REPLICATE_API_TOKEN.value, "REPLICATE_API_TOKEN"),
             image_model=config.REPLICATE_IMAGE_MODEL.value,
             video_model=config.REPLICATE_VIDEO_MODEL.value,
+            composite_model=config.REPLICATE_COMPOSITE_MODEL.value,
             base_url=_env("REPLICATE_BASE_URL"),
             timeout_s=deadline_s,
             allowed_hosts=allowed,

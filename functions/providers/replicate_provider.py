@@ -1,5 +1,13 @@
 """Replicate adapter (official `replicate` SDK): Flux for images, SeeDance for video.
 
+Models: `image_model` (text-to-image, default flux-schnell) makes images; an image with a
+reference (model-based product compositing) goes to `composite_model`, an image-conditioned
+model that takes `input_image` (default flux-kontext-pro); `video_model` (SeeDance) makes
+videos. What each accepts is its published schema (providers/model_schemas.py): SeeDance
+takes a whole number of seconds (2-12), and ignores `aspect_ratio` when given an image, so
+we send it only for text-to-video. A request outside the model's limits raises
+InvalidInput before any prediction is created.
+
 Flow: create a prediction (``POST /v1/models/{owner}/{name}/predictions``, or
 ``POST /v1/predictions`` with a version id when the model is ``owner/name:version``),
 poll it (``GET /v1/predictions/{id}``) until it is ``succeeded``, ``failed``,
@@ -10,7 +18,8 @@ poll it (``GET /v1/predictions/{id}``) until it is ``succeeded``, ``failed``,
 Errors: a failed prediction whose error mentions NSFW / safety / sensitive content
 -> ContentPolicyError; HTTP 429 (``retry_after_s`` from Retry-After), 5xx, timeouts,
 connection errors, ``aborted`` and our own polling deadline -> TransientProviderError;
-anything else -> ProviderError. A create answered 429 is retried here (briefly, up to
+HTTP 422 (the input does not match the model's schema) -> ProviderError
+``provider-rejected-input`` naming the fields; anything else -> ProviderError. A create answered 429 is retried here (briefly, up to
 ``create_attempts``) because no prediction was created; a 5xx is not (one might have
 been, and would be billed twice). The SDK itself retries polling GETs on 429/503/504.
 """
@@ -42,9 +51,11 @@ from core.errors import (
 )
 from core.safe_fetch import NETWORK_ERRORS, fetch_to_file, parse_retry_after
 from media.probe import probe
-from providers.base import GeneratedMedia, ImageRequest, VideoRequest
+from providers import model_schemas
+from providers.base import GeneratedMedia, ImageRequest, VideoLimits, VideoRequest
 
 DEFAULT_ALLOWED_HOSTS = ("replicate.delivery", "replicate.com")
+DEFAULT_COMPOSITE_MODEL = "black-forest-labs/flux-kontext-pro"
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 _POLICY_RE = re.compile(r"nsfw|safety|sensitive|content polic|flagged", re.I)
 _FLUX_RATIOS = ("1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21")
@@ -68,6 +79,7 @@ class ReplicateProvider:
         timeout_s: float = 600,
         allowed_hosts: Sequence[str] = DEFAULT_ALLOWED_HOSTS,
         *,
+        composite_model: str = DEFAULT_COMPOSITE_MODEL,
         request_timeout_s: float = 30.0,
         max_bytes: int = DEFAULT_MAX_BYTES,
         create_attempts: int = 3,
@@ -75,6 +87,7 @@ class ReplicateProvider:
     ) -> None:
         self.image_model = image_model
         self.video_model = video_model
+        self.composite_model = composite_model
         self.poll_interval_s = poll_interval_s
         self.timeout_s = timeout_s
         self.allowed_hosts = list(allowed_hosts)
@@ -93,7 +106,14 @@ class ReplicateProvider:
         )
 
     # --- MediaProvider --------------------------------------------------------------------
+    def video_limits(self) -> VideoLimits:
+        return model_schemas.replicate_video_limits(self.video_model)
+
+    def takes_reference_image(self) -> bool:
+        return model_schemas.takes_input(self.composite_model, "input_image") is not False
+
     def generate_image(self, request: ImageRequest, work_dir: Path) -> GeneratedMedia:
+        model = self.image_model
         inp: dict[str, Any] = {
             "prompt": request.prompt,
             "aspect_ratio": closest_flux_ratio(request.width, request.height),
@@ -102,9 +122,16 @@ class ReplicateProvider:
         if request.seed is not None:
             inp["seed"] = request.seed
         if request.reference_image is not None:
-            # image-conditioned Flux models (e.g. flux-kontext) take the reference here
+            model = self.composite_model
+            if not self.takes_reference_image():
+                raise ProviderError(
+                    f"{model} takes no input_image, so the reference image would never reach "
+                    f"it; set REPLICATE_COMPOSITE_MODEL to an image-conditioned model such as "
+                    f"{DEFAULT_COMPOSITE_MODEL}",
+                    code="misconfigured",
+                )
             inp["input_image"] = data_uri(request.reference_image)
-        pred = self._run(self.image_model, inp)
+        pred = self._run(model, inp)
         url = _first_url(pred.output)
         work_dir.mkdir(parents=True, exist_ok=True)
         raw = self._download(url, work_dir / f"replicate-{pred.id}.download")
@@ -115,19 +142,21 @@ class ReplicateProvider:
             path=out,
             content_type="image/png",
             provider=self.name,
-            model=self.image_model,
+            model=model,
             extra=self._extra(pred, url) | {"width": size[0], "height": size[1]},
         )
 
     def generate_video(self, request: VideoRequest, work_dir: Path) -> GeneratedMedia:
+        self.video_limits().check(request.duration_s, request.aspect_ratio)
         inp: dict[str, Any] = {
             "prompt": request.prompt,
             "duration": max(1, round(request.duration_s)),
             "resolution": request.resolution,
-            "aspect_ratio": request.aspect_ratio,
         }
         if request.image is not None:
             inp["image"] = data_uri(request.image)
+        else:  # SeeDance ignores aspect_ratio when an image is given (it keeps the image's)
+            inp["aspect_ratio"] = request.aspect_ratio
         if request.seed is not None:
             inp["seed"] = request.seed
         pred = self._run(self.video_model, inp)
@@ -287,6 +316,13 @@ class _SdkErrors:
                 )
             if _POLICY_RE.search(detail):
                 return ContentPolicyError(f"Replicate refused the request: {detail}")
+            if status == 422:
+                fields = " ".join(line.strip() for line in detail.splitlines() if line.strip())
+                return ProviderError(
+                    f"Replicate refused our input while {what} "
+                    f"({exc.title or 'HTTP 422'}): {fields or 'no detail given'}",
+                    code="provider-rejected-input",
+                )
             return ProviderError(f"Replicate answered HTTP {status} while {what}: {detail}")
         if isinstance(exc, ModelError):
             text = str(exc)

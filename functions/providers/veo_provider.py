@@ -8,19 +8,21 @@ Vertex AI accepts. ``generate_videos`` starts a long-running operation
 (``...:fetchPredictOperation``) until ``op.done``. Without an output bucket, Vertex
 returns the video bytes inline; a ``gs://``/https URI is read with `core.safe_fetch`.
 
-Veo makes 16:9 or 9:16 at 720p/1080p, for 4-8 s: 1:1 raises
-``ProviderError(code="unsupported")``, 480p is sent as 720p and the duration is
-clamped (the value sent is in ``extra``). Images are unsupported.
+Veo 3 makes 16:9 or 9:16 at 720p/1080p, of 4, 6 or 8 s, and requires `generateAudio`
+(its published schema, providers/model_schemas.py): another duration or 1:1 raises
+InvalidInput before anything is sent; 480p is sent as 720p. We ask for audio, as the other
+providers' videos have it. A seed image is sent as the first frame.
 
 Errors: an operation whose videos were all removed by the safety filters, or whose
 error mentions safety/policy -> ContentPolicyError; 429, 5xx, timeouts and error codes
 4/8/10/13/14 (deadline, exhausted, aborted, internal, unavailable) ->
-TransientProviderError; anything else -> ProviderError.
+TransientProviderError; another 400 INVALID_ARGUMENT -> ProviderError
+``provider-rejected-input``; anything else -> ProviderError.
 """
 
 from __future__ import annotations
 
-import mimetypes
+import io
 import re
 import time
 import uuid
@@ -31,9 +33,11 @@ from typing import Any
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
+from PIL import Image, ImageOps
 
 from core.errors import (
     ContentPolicyError,
+    InvalidInput,
     JobError,
     MediaError,
     ProviderError,
@@ -41,10 +45,10 @@ from core.errors import (
 )
 from core.safe_fetch import NETWORK_ERRORS, fetch_to_file, parse_retry_after
 from media.probe import probe
-from providers.base import GeneratedMedia, ImageRequest, VideoRequest
+from providers import model_schemas
+from providers.base import GeneratedMedia, ImageRequest, VideoLimits, VideoRequest
 
 DEFAULT_ALLOWED_HOSTS = ("storage.googleapis.com", "generativelanguage.googleapis.com")
-MIN_DURATION_S, MAX_DURATION_S = 4, 8
 _POLICY_RE = re.compile(r"safety|policy|usage guidelines|responsible ai|prohibited|blocked", re.I)
 _TRANSIENT_RPC_CODES = frozenset({4, 8, 10, 13, 14})
 
@@ -77,27 +81,27 @@ class VeoProvider:
             ),
         )
 
+    def video_limits(self) -> VideoLimits:
+        return model_schemas.veo_video_limits(self.model)
+
+    def takes_reference_image(self) -> bool:
+        return False
+
     def generate_image(self, request: ImageRequest, work_dir: Path) -> GeneratedMedia:
         raise ProviderError("The Veo provider does not make images.", code="unsupported")
 
     def generate_video(self, request: VideoRequest, work_dir: Path) -> GeneratedMedia:
-        if request.aspect_ratio not in ("16:9", "9:16"):
-            raise ProviderError(
-                f"Veo cannot make {request.aspect_ratio} videos (only 16:9 and 9:16).",
-                code="unsupported",
-            )
-        duration = min(MAX_DURATION_S, max(MIN_DURATION_S, round(request.duration_s)))
+        self.video_limits().check(request.duration_s, request.aspect_ratio)
+        duration = round(request.duration_s)
         config = types.GenerateVideosConfig(
             number_of_videos=1,
             duration_seconds=duration,
             aspect_ratio=request.aspect_ratio,
             resolution="1080p" if request.resolution == "1080p" else "720p",
             seed=request.seed,
+            generate_audio=True if _takes_audio_flag(self.model) else None,
         )
-        image = None
-        if request.image is not None:
-            mime = mimetypes.guess_type(request.image.name)[0] or "image/png"
-            image = types.Image(image_bytes=request.image.read_bytes(), mime_type=mime)
+        image = _first_frame(request.image) if request.image is not None else None
         source = types.GenerateVideosSource(prompt=request.prompt, image=image)
         started = time.monotonic()
         op = self._call(
@@ -184,6 +188,11 @@ def map_genai_error(exc: BaseException, what: str = "calling Veo") -> JobError:
             )
         if code == 400 and _POLICY_RE.search(message):
             return ContentPolicyError(f"Veo refused the request: {message}")
+        if code == 400:
+            return ProviderError(
+                f"Veo refused our request while {what}: {message}{_violations(exc)}",
+                code="provider-rejected-input",
+            )
         if code in (401, 403):
             return ProviderError(f"Veo rejected our credentials: {message}", code="provider-auth")
         return ProviderError(f"Veo answered HTTP {code} while {what}: {message}")
@@ -195,6 +204,45 @@ def map_genai_error(exc: BaseException, what: str = "calling Veo") -> JobError:
             code="provider-bad-response",
         )
     return ProviderError(f"Veo call failed while {what}: {type(exc).__name__}: {exc}")
+
+
+def _first_frame(path: Path) -> types.Image:
+    """The seed image as Veo takes it: JPEG or PNG bytes with their real MIME type (our seed
+    files have no extension to guess from); another format is re-encoded as PNG."""
+    try:
+        with Image.open(path) as img:
+            if img.format in ("JPEG", "PNG"):
+                return types.Image(
+                    image_bytes=path.read_bytes(), mime_type=f"image/{img.format.lower()}"
+                )
+            buf = io.BytesIO()
+            ImageOps.exif_transpose(img).convert("RGB").save(buf, format="PNG")
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"The seed image is not a readable picture: {exc}") from exc
+    return types.Image(image_bytes=buf.getvalue(), mime_type="image/png")
+
+
+def _takes_audio_flag(model: str) -> bool:
+    """Veo 3 requires `generateAudio`; Veo 2 (and unknown models) are not sent it."""
+    schema = model_schemas.schema_for(model)
+    return bool(
+        schema and model_schemas.property_at(schema.schema, ["parameters", "generateAudio"])
+    )
+
+
+def _violations(exc: genai_errors.APIError) -> str:
+    """The google.rpc.BadRequest field violations of an error, as " (field: why; ...)"."""
+    body = exc.details if isinstance(exc.details, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else body
+    details = error.get("details") if isinstance(error, dict) else None
+    found = [
+        f"{v.get('field') or '(request)'}: {v.get('description')}"
+        for d in details or []
+        if isinstance(d, dict)
+        for v in d.get("fieldViolations") or []
+        if isinstance(v, dict)
+    ]
+    return f" ({'; '.join(found)})" if found else ""
 
 
 def _operation_error(error: dict[str, Any]) -> JobError:

@@ -455,6 +455,9 @@ def test_creations_are_never_charged_twice_or_lost(chaos, cdb):
     slow = create("a long take [fail:slow=8]", "k-slow")
     refs = [cdb.document(f"creations/{c}") for c in (ok, refused, slow)]
     wait_until(lambda: (refs[2].get().to_dict() or {}).get("status") == "processing", timeout_s=30)
+    # the refusal is recorded before the host dies (on a busy machine its worker may still be
+    # running when `slow` starts; killed then, it would be swept as lease-expired instead)
+    wait_until(lambda: (refs[1].get().to_dict() or {}).get("status") == "failed", timeout_s=30)
     # Cloud Tasks may dispatch a task twice: send duplicates of the live attempts directly
     for cid in (ok, slow):
         requests.post(

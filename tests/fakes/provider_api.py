@@ -35,6 +35,23 @@ requests whatever their prompt. Names:
 
 In the prompt, write ``[api:NAME]`` (e.g. ``"a cat [api:nsfw]"``).
 
+Published schemas. Every create request is checked against the published schema of the
+model it names (providers/model_schemas.py; the Replicate create envelope below) before
+any scenario: a violation gets the provider's real error answer (tests/fakes/schema_check.py:
+Replicate 422 problem details, OpenAI 400 ``invalid_request_error``, Vertex 400
+``INVALID_ARGUMENT``), a model without a schema gets the provider's "not found". A field the
+provider would silently ignore (an unknown Replicate input, a Vertex parameter) is accepted,
+as in production, and recorded in ``api.ignored_fields``: the test fixtures fail a test
+that sent one (``api.take_ignored_fields()``), since in production it would never reach
+the model.
+
+Prediction events. A Replicate prediction moves starting -> processing -> a terminal
+status as it is polled (``advance``); each step is published to the listeners added with
+``api.on_prediction_event(listener)`` as Replicate's webhook events ("start", "logs",
+"output", "completed") with the prediction JSON a webhook would carry, and the create
+request's ``webhook`` / ``webhook_events_filter`` are kept on the prediction: what a
+sender of signed webhook callbacks needs.
+
 Every request is recorded (method, path, query, json, headers) in ``api.requests``.
 
     with FakeProviderAPI() as api:
@@ -53,7 +70,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -62,10 +79,35 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image, ImageDraw
 
+from providers.model_schemas import ModelSchema, schema_for
+from tests.fakes import schema_check
+
 _MARKER = re.compile(r"\[api:([a-z0-9-]+)\]")
 _ASPECTS = {"16:9": (256, 144), "9:16": (144, 256), "1:1": (192, 192)}
 _VIDEO_CACHE: dict[tuple[int, int, float], bytes] = {}
 _VIDEO_LOCK = threading.Lock()
+_TERMINAL = ("succeeded", "failed", "canceled", "aborted")
+# The create-prediction body (Replicate's OpenAPI `schemas_prediction_request`: unknown
+# top-level properties are refused since 2024-05, see
+# https://replicate.com/changelog/2024-05-01-improved-validation-for-api-prediction-payloads).
+_EVENTS = ["start", "output", "logs", "completed"]
+REPLICATE_CREATE = {
+    "type": "object",
+    "required": ["input"],
+    "additionalProperties": False,
+    "properties": {
+        "input": {"type": "object"},
+        "stream": {"type": "boolean"},
+        "webhook": {"type": "string", "format": "uri"},
+        "webhook_completed": {"type": "string", "format": "uri"},
+        "webhook_events_filter": {"type": "array", "items": {"type": "string", "enum": _EVENTS}},
+    },
+}
+REPLICATE_CREATE_BY_VERSION = {
+    **REPLICATE_CREATE,
+    "required": ["version", "input"],
+    "properties": {**REPLICATE_CREATE["properties"], "version": {"type": "string"}},
+}
 
 
 @dataclass
@@ -77,8 +119,17 @@ class RecordedRequest:
     headers: dict[str, str]
 
 
+@dataclass(frozen=True)
+class IgnoredField:
+    """A field a provider accepts and silently ignores (it would never reach the model)."""
+
+    api: str
+    model: str
+    field: str
+
+
 @dataclass
-class _Job:
+class FakePrediction:
     """A Replicate prediction or a Veo operation."""
 
     id: str
@@ -86,9 +137,25 @@ class _Job:
     scenario: str | None
     model: str
     input: dict[str, Any]
+    schema: ModelSchema | None = None
     polls: int = 0
     created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
     canceled: bool = False
+    status: str = "starting"
+    webhook: str | None = None
+    webhook_events_filter: list[str] | None = None
+    # set once the output media exists: a prediction is not reported finished before, so no
+    # answer (a poll, a download) waits for ffmpeg, however busy the machine is
+    rendered: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class PredictionEvent:
+    """One of Replicate's webhook events for a prediction, with the body a webhook carries."""
+
+    name: str  # "start" | "logs" | "output" | "completed"
+    prediction: FakePrediction
+    body: dict[str, Any]
 
 
 def make_png(width: int, height: int, text: str = "") -> bytes:
@@ -132,14 +199,16 @@ class FakeProviderAPI:
         polls_until_done: int = 2,
         hang_s: float = 5.0,
         video_size: tuple[int, int] = (160, 90),
-        video_duration_s: float = 1.0,
+        video_duration_s: float | None = None,
     ) -> None:
         self.polls_until_done = polls_until_done
         self.hang_s = hang_s
         self.video_size = video_size
-        self.video_duration_s = video_duration_s
+        self.video_duration_s = video_duration_s  # None: as long as the request asks
         self.requests: list[RecordedRequest] = []
-        self._jobs: dict[str, _Job] = {}
+        self.ignored_fields: list[IgnoredField] = []
+        self._jobs: dict[str, FakePrediction] = {}
+        self._listeners: list[Callable[[PredictionEvent], None]] = []
         self._forced: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -203,6 +272,34 @@ class FakeProviderAPI:
         with self._lock:
             self._forced.clear()
             self.requests.clear()
+            self.ignored_fields.clear()
+
+    def take_ignored_fields(self) -> list[IgnoredField]:
+        """The ignored fields recorded since the last call (and forget them)."""
+        with self._lock:
+            taken, self.ignored_fields = self.ignored_fields, []
+        return taken
+
+    def on_prediction_event(self, listener: Callable[[PredictionEvent], None]) -> None:
+        """Call `listener` for every webhook event of every prediction (see the docstring)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def advance(self, job: FakePrediction, body: dict[str, Any]) -> None:
+        """Publish the events of a prediction whose JSON is now `body` (status changes)."""
+        events: list[str] = []
+        if job.status == "starting" and body["status"] != "starting":
+            events.append("start")
+        if body.get("logs") and body["status"] == "processing" and job.status != "processing":
+            events.append("logs")
+        if body["status"] in _TERMINAL and job.status not in _TERMINAL:
+            events += ["output", "completed"] if body.get("output") else ["completed"]
+        job.status = str(body["status"])
+        with self._lock:
+            listeners = list(self._listeners)
+        for name in events:
+            for listener in listeners:
+                listener(PredictionEvent(name, job, body))
 
     def requests_to(self, path_part: str, method: str | None = None) -> list[RecordedRequest]:
         with self._lock:
@@ -212,10 +309,10 @@ class FakeProviderAPI:
                 if path_part in r.path and (method is None or r.method == method)
             ]
 
-    def predictions_for(self, prompt: str) -> list[_Job]:
+    def predictions_for(self, prompt: str) -> list[FakePrediction]:
         """The predictions / operations created for this prompt (canceled or not)."""
         with self._lock:
-            return [j for j in self._jobs.values() if j.input.get("prompt") == prompt]
+            return [j for j in self._jobs.values() if _prompt_of(j) == prompt]
 
     def _scenario_for_create(self, prompt: str) -> str | None:
         with self._lock:
@@ -228,13 +325,36 @@ class FakeProviderAPI:
         with self._lock:
             self.requests.append(req)
 
-    def _new_job(self, kind: str, scenario: str | None, model: str, inp: dict[str, Any]) -> _Job:
-        job = _Job(id=uuid.uuid4().hex[:20], kind=kind, scenario=scenario, model=model, input=inp)
+    def _record_ignored(self, schema: ModelSchema, fields: list[str]) -> None:
+        with self._lock:
+            self.ignored_fields += [IgnoredField(schema.api, schema.model, f) for f in fields]
+
+    def _new_job(
+        self, schema: ModelSchema, scenario: str | None, inp: dict[str, Any], **extra: Any
+    ) -> FakePrediction:
+        job = FakePrediction(
+            id=uuid.uuid4().hex[:20], kind=schema.kind, scenario=scenario, model=schema.model,
+            input=inp, schema=schema, **extra,
+        )  # fmt: skip
         with self._lock:
             self._jobs[job.id] = job
+        if job.kind == "video" and scenario not in ("fail", "nsfw", "aborted"):
+            threading.Thread(target=self._render, args=(job,), daemon=True).start()
+        else:
+            job.rendered.set()
         return job
 
-    def _job(self, job_id: str) -> _Job | None:
+    def _render(self, job: FakePrediction) -> None:
+        try:
+            self.video_bytes(_requested_seconds(job))
+        finally:
+            job.rendered.set()
+
+    def video_bytes(self, requested_s: float) -> bytes:
+        w, h = self.video_size
+        return make_mp4(w, h, self.video_duration_s or requested_s)
+
+    def _job(self, job_id: str) -> FakePrediction | None:
         with self._lock:
             return self._jobs.get(job_id)
 
@@ -316,8 +436,7 @@ class _Handler(BaseHTTPRequestHandler):
         if m and self.command == "POST":
             return self._replicate_create(f"{m.group(1)}/{m.group(2)}", body)
         if path == "/v1/predictions" and self.command == "POST":
-            version = str((body or {}).get("version", ""))
-            return self._replicate_create(f"by-version/{version}", body)
+            return self._replicate_create(None, body)
         m = re.fullmatch(r"/v1/predictions/([^/]+)/cancel", path)
         if m and self.command == "POST":
             return self._replicate_cancel(m.group(1))
@@ -383,15 +502,34 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     # --- Replicate ------------------------------------------------------------------------
-    def _replicate_create(self, model: str, body: Any) -> None:
-        inp = dict((body or {}).get("input") or {})
+    def _replicate_create(self, model: str | None, body: Any) -> None:
+        body = body if isinstance(body, dict) else {}
+        envelope = REPLICATE_CREATE if model else REPLICATE_CREATE_BY_VERSION
+        problems = schema_check.check(body, envelope).violations
+        if problems:
+            return self._send(422, schema_check.replicate_problem(problems))
+        schema = schema_for(model or str(body["version"]))
+        if schema is None or schema.api != "replicate":
+            if model is None:
+                return self._send(422, {
+                    "title": "Invalid version or not permitted", "status": 422,
+                    "detail": "The specified version does not exist (or perhaps you don't "
+                    "have permission to use it?)",
+                })  # fmt: skip
+            return self._send(404, {"title": "Not found", "status": 404,
+                                    "detail": f"Model {model} not found."})  # fmt: skip
+        inp = dict(body["input"])
+        report = schema_check.check(inp, schema.schema, ("input",))
+        if report.violations:
+            return self._send(422, schema_check.replicate_problem(report.violations))
+        self.fake._record_ignored(schema, report.ignored)
         scenario = self.fake._scenario_for_create(str(inp.get("prompt", "")))
         if self._create_failure(scenario, "replicate"):
             return
-        kind = (
-            "video" if ("duration" in inp or "video" in model or "seedance" in model) else "image"
-        )
-        job = self.fake._new_job(kind, scenario, model, inp)
+        job = self.fake._new_job(
+            schema, scenario, inp,
+            webhook=body.get("webhook"), webhook_events_filter=body.get("webhook_events_filter"),
+        )  # fmt: skip
         self._send(201, self._prediction_json(job))
 
     def _replicate_get(self, job_id: str) -> None:
@@ -399,22 +537,26 @@ class _Handler(BaseHTTPRequestHandler):
         if job is None:
             return self._send(404, {"title": "Not found", "detail": "Not found.", "status": 404})
         job.polls += 1
-        self._send(200, self._prediction_json(job))
+        pred = self._prediction_json(job)
+        self.fake.advance(job, pred)
+        self._send(200, pred)
 
     def _replicate_cancel(self, job_id: str) -> None:
         job = self.fake._job(job_id)
         if job is None:
             return self._send(404, {"detail": "Not found.", "status": 404})
         job.canceled = True
-        self._send(200, self._prediction_json(job))
+        pred = self._prediction_json(job)
+        self.fake.advance(job, pred)
+        self._send(200, pred)
 
-    def _prediction_json(self, job: _Job) -> dict[str, Any]:
+    def _prediction_json(self, job: FakePrediction) -> dict[str, Any]:
         base = self.fake.base_url
-        model = job.model.split("by-version/")[-1]
+        versions = job.schema.versions if job.schema else ()
         pred: dict[str, Any] = {
             "id": job.id,
-            "model": model if "/" in model else "owner/model",
-            "version": "5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637",
+            "model": job.model,
+            "version": versions[0] if versions else "",
             "input": job.input,
             "logs": "",
             "output": None,
@@ -433,7 +575,11 @@ class _Handler(BaseHTTPRequestHandler):
             return pred
         if job.polls == 0:
             return pred
-        if job.polls < self.fake.polls_until_done or job.scenario == "slow":
+        if (
+            job.polls < self.fake.polls_until_done
+            or job.scenario == "slow"
+            or not job.rendered.is_set()
+        ):
             pred["status"] = "processing"
             pred["logs"] = "Using seed: 42\n 50%|█████     | 2/4\n"
             return pred
@@ -455,10 +601,11 @@ class _Handler(BaseHTTPRequestHandler):
         pred["metrics"] = {"predict_time": 0.42, "total_time": 0.5}
         tag = f"{job.id}-{job.scenario or 'ok'}"
         if job.kind == "video":
-            pred["output"] = f"{base}/files/{tag}.mp4"
+            url = f"{base}/files/{tag}-{int(job.input.get('duration', 5))}s.mp4"
         else:
             aspect = str(job.input.get("aspect_ratio", "1:1"))
-            pred["output"] = [f"{base}/files/{tag}-{aspect.replace(':', 'x')}.png"]
+            url = f"{base}/files/{tag}-{aspect.replace(':', 'x')}.png"
+        pred["output"] = [url] if job.schema and job.schema.output == "uri-list" else url
         return pred
 
     def _file(self, tag: str, ext: str) -> None:
@@ -466,16 +613,25 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(404, "<Error><Code>NoSuchKey</Code></Error>",
                               content_type="application/xml")  # fmt: skip
         if ext == "mp4":
-            w, h = self.fake.video_size
-            return self._send(200, make_mp4(w, h, self.fake.video_duration_s),
-                              content_type="video/mp4")  # fmt: skip
+            seconds = float(tag.rsplit("-", 1)[-1].rstrip("s"))
+            return self._send(200, self.fake.video_bytes(seconds), content_type="video/mp4")
         aspect = tag.rsplit("-", 1)[-1].replace("x", ":")
         w, h = _ASPECTS.get(aspect, (192, 192))
         self._send(200, make_png(w, h, tag), content_type="image/png")
 
     # --- OpenAI ---------------------------------------------------------------------------
     def _openai_generate(self, body: Any) -> None:
-        body = body or {}
+        body = body if isinstance(body, dict) else {}
+        model = str(body.get("model") or "dall-e-2")
+        schema = schema_for(model)
+        if schema is None or schema.api != "openai":
+            err = {"message": f"The model `{model}` does not exist or you do not have access "
+                   "to it.", "type": "invalid_request_error", "param": None,
+                   "code": "model_not_found"}  # fmt: skip
+            return self._send(404, {"error": err})
+        report = schema_check.check(body, schema.schema)
+        if report.violations:
+            return self._send(400, schema_check.openai_error(report.violations[0]))
         prompt = str(body.get("prompt", ""))
         scenario = self.fake._scenario_for_create(prompt)
         if scenario == "nsfw":
@@ -520,12 +676,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- Veo (google-genai, Vertex express mode) -------------------------------------------
     def _veo_create(self, model: str, body: Any) -> None:
-        instances = (body or {}).get("instances") or [{}]
-        prompt = str(instances[0].get("prompt", ""))
+        body = body if isinstance(body, dict) else {}
+        schema = schema_for(model)
+        if schema is None or schema.api != "veo":
+            name = f"projects/fake/locations/us-central1/publishers/google/models/{model}"
+            err = {"code": 404, "message": f"Publisher Model `{name}` not found.",
+                   "status": "NOT_FOUND"}  # fmt: skip
+            return self._send(404, {"error": err})
+        report = schema_check.check(body, schema.schema)
+        if report.violations:
+            return self._send(400, schema_check.veo_error(report.violations))
+        self.fake._record_ignored(schema, report.ignored)
+        prompt = str(body["instances"][0].get("prompt", ""))
         scenario = self.fake._scenario_for_create(prompt)
         if self._create_failure(scenario, "veo"):
             return
-        job = self.fake._new_job("video", scenario, model, dict(body or {}))
+        job = self.fake._new_job(schema, scenario, body)
         prefix = "projects/fake/locations/us-central1/publishers/google/models"
         name = f"{prefix}/{model}/operations/{job.id}"
         self._send(200, {"name": name})
@@ -537,7 +703,11 @@ class _Handler(BaseHTTPRequestHandler):
             err = {"code": 404, "message": "Operation not found", "status": "NOT_FOUND"}
             return self._send(404, {"error": err})
         job.polls += 1
-        if job.polls < self.fake.polls_until_done or job.scenario == "slow":
+        if (
+            job.polls < self.fake.polls_until_done
+            or job.scenario == "slow"
+            or not job.rendered.is_set()
+        ):
             return self._send(200, {"name": name, "done": False})
         if job.scenario == "fail":
             err = {"code": 13, "message": "Internal error while generating the video."}
@@ -551,8 +721,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "Your prompt violates our usage guidelines (safety filter)."
             ]
         else:
-            w, h = self.fake.video_size
-            mp4 = make_mp4(w, h, self.fake.video_duration_s)
+            mp4 = self.fake.video_bytes(float(job.input["parameters"]["durationSeconds"]))
             response["videos"] = [
                 {"bytesBase64Encoded": base64.b64encode(mp4).decode(), "mimeType": "video/mp4"}
             ]
@@ -575,6 +744,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+
+def _requested_seconds(job: FakePrediction) -> float:
+    """The video length a prediction asks for (Replicate `duration`, Veo `durationSeconds`)."""
+    if job.schema is not None and job.schema.api == "veo":
+        return float(job.input["parameters"]["durationSeconds"])
+    return float(int(job.input.get("duration", 5)))
+
+
+def _prompt_of(job: FakePrediction) -> str | None:
+    if "instances" in job.input:  # a Veo operation
+        return job.input["instances"][0].get("prompt")
+    return job.input.get("prompt")
 
 
 def _chunks(size: int, step: int = 64 * 1024) -> Iterator[bytes]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import uuid
 
 import pytest
 from google.cloud import firestore
 from PIL import Image
 
 from local_stack.stack import LocalStack
+from tests.fakes.provider_api import FakeProviderAPI
 from tests.support.documents import job_document
 from tests.support.stack import duplicate_events
 from tests.watch import DocWatcher, wait_until
@@ -145,3 +148,59 @@ def test_model_based_composite_is_selected_by_the_feature_flag(stack: LocalStack
         if p[2] > 240 and p[0] < 20 and p[1] < 20
     )
     assert blue > 20000
+
+
+def test_model_based_composite_through_replicate_uses_the_image_conditioned_model(
+    stack: LocalStack, provider_api: FakeProviderAPI, db, bucket
+):
+    """COMPOSITE_METHOD=model with Replicate: one prediction, on REPLICATE_COMPOSITE_MODEL
+    (flux-kontext-pro, which takes `input_image`), with the product photo as that input; no
+    scene is generated first with the plain text-to-image model only to be thrown away."""
+    put_product(db, bucket, "green-box", "Green Box", (0, 200, 0, 255))
+    product = bucket.blob("products/green-box.png").download_as_bytes()
+    text = f"A kitchen table {uuid.uuid4().hex[:6]}"
+    with stack.host_params(COMPOSITE_METHOD="model", IMAGE_PROVIDER="replicate"):
+        ref, doc = new_job(db, text=text, use_product_composite=True, product_id="green-box")
+        with DocWatcher(ref) as watch:
+            ref.set(doc)
+            final = watch.wait_terminal(60)
+    assert final["status"] == "completed", final.get("error")
+    assert final["provider"] == "replicate"
+    assert final["model"] == "black-forest-labs/flux-kontext-pro"
+    creates = [
+        r for r in provider_api.requests_to("/predictions", "POST")
+        if text in str((r.json or {}).get("input", {}).get("prompt"))
+    ]  # fmt: skip
+    assert [r.path for r in creates] == [
+        "/v1/models/black-forest-labs/flux-kontext-pro/predictions"
+    ], "one generation, on the image-conditioned model"
+    sent = creates[0].json["input"]
+    prefix = "data:image/png;base64,"
+    assert base64.b64decode(sent["input_image"][len(prefix) :]) == product
+    assert "Green Box" in sent["prompt"]
+    png = Image.open(io.BytesIO(bucket.blob(final["image_path"]).download_as_bytes()))
+    assert png.format == "PNG" and png.size == (256, 144)  # what the fake renders for 16:9
+
+
+def test_model_based_composite_with_a_provider_without_reference_images_is_misconfigured(
+    monkeypatch, provider_api: FakeProviderAPI
+):
+    """In-process: OpenAI's images.generate has no image input, so the job fails before
+    anything is generated (instead of a scene without the product)."""
+    from core.errors import JobError
+    from handlers.image_jobs import ImageJob, generate_scene_image
+
+    for key, value in {
+        "IMAGE_PROVIDER": "openai", "OPENAI_API_KEY": "sk-test", "COMPOSITE_METHOD": "model",
+        "OPENAI_BASE_URL": f"{provider_api.base_url}/v1",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    before = len(provider_api.requests_to("/v1/images/generations"))
+    spec = ImageJob(
+        user_id="u", storyboard_id="sb", scene_id="s", text="x",
+        use_product_composite=True, product_id="p",
+    )  # fmt: skip
+    with pytest.raises(JobError) as info:
+        generate_scene_image(None, spec)  # type: ignore[arg-type]  # fails before using the job
+    assert info.value.code == "misconfigured" and "openai" in info.value.message
+    assert len(provider_api.requests_to("/v1/images/generations")) == before

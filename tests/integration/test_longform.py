@@ -52,7 +52,7 @@ def call(stack: LocalStack, name: str, data: Any, token: str | None) -> requests
 
 def start_job(stack: LocalStack, token: str, **data: Any) -> str:
     r = call(
-        stack, "triggerlongformvideojob", {"segmentSeconds": 1, "resolution": "480p", **data}, token
+        stack, "triggerlongformvideojob", {"segmentSeconds": 2, "resolution": "480p", **data}, token
     )
     assert r.status_code == 200, r.text
     return str(r.json()["result"]["jobId"])
@@ -98,7 +98,7 @@ def test_four_segments_are_chained_then_stitched(stack: LocalStack, db, bucket, 
     assert [s["seededFrom"] for s in segments] == ["prompt"] + ["previous-last-frame"] * 3
     for s in segments:
         assert s["path"] == f"users/{uid}/longform/{job_id}/seg_{s['index']:03d}.mp4"
-        assert abs(s["durationSeconds"] - 1.0) < 0.1 and s["generationSeconds"] > 0
+        assert abs(s["durationSeconds"] - 2.0) < 0.1 and s["generationSeconds"] > 0
         assert s["finishedAt"] >= s["startedAt"]
     assert final["segmentGenerationSeconds"] == [s["generationSeconds"] for s in segments]
     assert final["stitchSeconds"] > 0 and final["stitchMode"] == "stream_copy"
@@ -111,7 +111,7 @@ def test_four_segments_are_chained_then_stitched(stack: LocalStack, db, bucket, 
     assert out.video is not None and out.audio is not None
     assert out.video.codec == "h264" and out.audio.codec == "aac"
     assert (out.video.width, out.video.height) == video_size("16:9", "480p")
-    assert abs(out.duration_s - 4.0) < 0.25
+    assert abs(out.duration_s - 8.0) < 0.25
     assert abs(final["durationSeconds"] - out.duration_s) < 0.01
 
     # daisy-chaining: each segment starts from the previous segment's last frame
@@ -149,6 +149,10 @@ def s_last(segment: dict[str, Any]) -> str:
         ({"prompts": ["x"], "aspectRatio": "4:3"}, "aspectRatio"),
         ({"prompts": ["x"], "segmentSeconds": 0}, "segmentSeconds"),
         ({"prompts": ["x"], "segmentSeconds": 60}, "segmentSeconds"),
+        (
+            {"prompts": ["x"], "segmentSeconds": 1.5},
+            "segmentSeconds: bytedance/seedance-1-lite makes videos of 2 to 12 whole seconds",
+        ),
         ({"prompts": "x"}, "prompts"),
         ({"prompts": ["x"], "colour": "red"}, "colour"),
         (["x"], "object"),
@@ -213,7 +217,7 @@ def test_a_crash_after_segment_two_resumes_at_segment_three(
         assert bucket.get_blob(before[i]["path"]).generation == gens[i], "object rewritten"
         assert bucket.get_blob(before[i]["lastFramePath"]).generation == frames[i]
     out = probe(download(bucket, final["finalPath"], tmp_path / "final.mp4"))
-    assert abs(out.duration_s - 3.0) < 0.25
+    assert abs(out.duration_s - 6.0) < 0.25
     assert out.video is not None and (out.video.width, out.video.height) == video_size(
         "9:16", "480p"
     )
@@ -263,7 +267,7 @@ def test_a_permanently_failing_segment_fails_the_job_and_replay_finishes_it(
     assert final["segments"][0] == seg0, "the finished segment was kept"
     assert bucket.get_blob(seg0["path"]).generation == gen0
     out = probe(download(bucket, final["finalPath"], tmp_path / "final.mp4"))
-    assert abs(out.duration_s - 2.0) < 0.25
+    assert abs(out.duration_s - 4.0) < 0.25
     r = call(stack, "replaylongformvideojob", {"jobId": job_id}, id_token(uid))
     assert r.status_code == 400 and r.json()["error"]["status"] == "FAILED_PRECONDITION"
 
@@ -343,7 +347,7 @@ def test_an_abandoned_job_is_swept_and_can_be_replayed(stack: LocalStack, db, id
         {
             "userId": uid,
             "prompts": ["Lighthouse at night"],
-            "segmentSeconds": 1,
+            "segmentSeconds": 2,
             "aspectRatio": "16:9",
             "resolution": "480p",
             "status": "generating",

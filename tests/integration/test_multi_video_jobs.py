@@ -1,7 +1,8 @@
 """Multi-video jobs end to end on the local stack: steps on a task queue, progress, crashes.
 
-Written and watched like a frontend (Firestore client + listener). Each scene is a 1 s clip
-at 480p from a 320x180 seed image uploaded to the stack's bucket.
+Written and watched like a frontend (Firestore client + listener). Each scene is a 2 s clip
+(SeeDance's shortest, which the offline provider keeps to) at 480p from a 320x180 seed
+image uploaded to the stack's bucket.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def test_multi_video_job_generates_every_scene_with_steady_progress(
 ):
     # scene numbers out of order on purpose: clips come back sorted
     ref, doc = new_job(
-        db, [scene(3, seed_url), scene(1, seed_url), scene(2, seed_url, duration=1.5)]
+        db, [scene(3, seed_url), scene(1, seed_url), scene(2, seed_url, duration=3.0)]
     )
     with DocWatcher(ref) as watch:
         ref.set(doc)
@@ -102,7 +103,7 @@ def test_multi_video_job_generates_every_scene_with_steady_progress(
         )
         assert c["video_url"] == stack.storage_url(c["video_path"])
         check_clip(bucket, c, tmp_path)
-    assert abs(clips[1]["duration"] - 1.5) <= 2 * FRAME_S
+    assert abs(clips[1]["duration"] - 3.0) <= 2 * FRAME_S
     runs = task_runs(stack, doc["job_id"])
     assert sorted(runs) == [f"{doc['job_id']}-scene-{n}" for n in (1, 2, 3)]
     assert all(statuses == [200] for statuses in runs.values()), runs
@@ -126,7 +127,7 @@ def test_multi_video_job_generates_every_scene_with_steady_progress(
         composed = watch.wait_terminal(60)
     assert composed["status"] == "completed", composed.get("error")
     assert composed["mode"] == "stream_copy", "clips from one provider join without re-encoding"
-    assert abs(composed["duration"] - 3.5) <= 2 * FRAME_S
+    assert abs(composed["duration"] - 7.0) <= 2 * FRAME_S
 
 
 def test_duplicate_delivery_runs_every_scene_once(stack: LocalStack, db, bucket, seed_url):
@@ -278,6 +279,7 @@ def test_a_hostile_audio_url_is_refused_too(db, seed_url):
         ([{"scene_number": 1, "duration": 1.0}], "seed_image_url"),
         ("dup", "unique"),
         ("too-long", "scenes[0].duration"),
+        ("fractional", "scenes[1].duration: bytedance/seedance-1-lite makes videos of 2 to 12"),
         ("too-many", "at most"),
         ("string-number", "scene_number"),
     ],
@@ -287,6 +289,8 @@ def test_malformed_documents_fail_cleanly(db, seed_url, scenes, reason):
         scenes = [scene(1, seed_url), scene(1, seed_url)]
     elif scenes == "too-long":
         scenes = [scene(1, seed_url, duration=120.0)]
+    elif scenes == "fractional":
+        scenes = [scene(1, seed_url), scene(2, seed_url, duration=2.5)]
     elif scenes == "too-many":
         scenes = [scene(n, seed_url) for n in range(1, 30)]
     elif scenes == "string-number":

@@ -27,6 +27,7 @@ from tests.watch import run_job, wait_until
 pytestmark = pytest.mark.stack
 
 COLLECTION = "video_generation_jobs"
+SEEDANCE = "bytedance/seedance-1-lite"  # the offline provider keeps to its limits
 FRAME_S = 1 / 24  # the local provider renders 24 fps
 
 
@@ -63,7 +64,7 @@ def download(bucket: storage.Bucket, path: str, tmp_path: Path) -> Path:
 
 
 def test_video_job_stores_an_mp4_and_updates_the_scene(db, bucket, seed_url, tmp_path):
-    ref, doc = new_job(db, seed_url, duration=1.5)
+    ref, doc = new_job(db, seed_url, duration=3.0)
     final, watch = run_job(ref, doc)
     assert final["status"] == "completed", final.get("error")
     assert watch.statuses() == ["pending", "processing", "completed"]
@@ -76,8 +77,8 @@ def test_video_job_stores_an_mp4_and_updates_the_scene(db, bucket, seed_url, tmp
     assert s["video"]["codec_name"] == "h264" and s["video"]["pix_fmt"] == "yuv420p"
     assert (s["video"]["width"], s["video"]["height"]) == (854, 480)
     assert s["audio"]["codec_name"] == "aac"
-    assert abs(float(s["format"]["duration"]) - 1.5) <= 2 * FRAME_S
-    assert abs(final["duration"] - 1.5) <= 2 * FRAME_S
+    assert abs(float(s["format"]["duration"]) - 3.0) <= 2 * FRAME_S
+    assert abs(final["duration"] - 3.0) <= 2 * FRAME_S
     assert final["resolution"] == "854x480" and final["provider"] == "local"
 
     scene = db.document(f"storyboards/{doc['storyboard_id']}/scenes/scene-1").get().to_dict()
@@ -130,7 +131,9 @@ def test_hostile_image_urls_are_refused(db, url):
     "overrides, reason",
     [
         ({"duration": 0}, "duration"),
-        ({"duration": 60.0}, "duration"),
+        ({"duration": 60.0}, "duration: must be between 1 and 15 seconds"),
+        ({"duration": 1.5}, f"duration: {SEEDANCE} makes videos of 2 to 12 whole seconds"),
+        ({"duration": 13.0}, f"duration: {SEEDANCE} makes videos of 2 to 12 whole seconds"),
         ({"duration": "5"}, "duration"),
         ({"duration": True}, "duration"),
         ({"image_url": None}, "image_url"),
@@ -182,7 +185,9 @@ def test_video_job_through_the_real_replicate_adapter(
     ]
     assert len(creates) == 1, "one prediction for one job"
     sent = creates[0].json["input"]
-    assert sent["duration"] == 1 and sent["resolution"] == "480p" and sent["aspect_ratio"] == "16:9"
+    assert sent["duration"] == 2 and isinstance(sent["duration"], int)
+    assert sent["resolution"] == "480p"
+    assert "aspect_ratio" not in sent, "SeeDance keeps the seed image's aspect ratio"
     prefix = "data:image/png;base64,"
     assert sent["image"].startswith(prefix)
     seed = bucket.blob(seed_path).download_as_bytes()
@@ -190,6 +195,18 @@ def test_video_job_through_the_real_replicate_adapter(
     info = probe(download(bucket, final["video_path"], tmp_path))
     assert info.video is not None and info.video.codec == "h264" and info.audio is not None
     assert (info.video.width, info.video.height) == (160, 90)  # what the fake API renders
-    assert abs(info.duration_s - 1.0) <= 2 / 24
+    assert abs(info.duration_s - 2.0) <= 2 / 24
     progress = watch.values("progress")
     assert progress == sorted(progress) and progress[-1] == 100
+
+
+def test_a_duration_seedance_refuses_fails_before_any_prediction(
+    provider_override, provider_api: FakeProviderAPI, db, seed_url
+):
+    ref, doc = new_job(db, seed_url, provider="replicate", duration=2.5, text=uuid.uuid4().hex)
+    final, _ = run_job(ref, doc, 30)
+    assert final["status"] == "failed" and final["error"]["code"] == "invalid-argument"
+    assert final["error"]["message"] == (
+        f"duration: {SEEDANCE} makes videos of 2 to 12 whole seconds, got 2.5"
+    )
+    assert not provider_api.predictions_for(doc["text"]), "nothing was sent to Replicate"

@@ -18,7 +18,8 @@ def _scene_job(job_id: str) -> dict[str, Any]:
 
 _REQUIRED = {
     "image_generation_jobs": _scene_job,
-    "video_generation_jobs": lambda job_id: {**_scene_job(job_id), "duration": 1.0},
+    # 2 s: the video model's shortest (SeeDance: 2 to 12 whole seconds)
+    "video_generation_jobs": lambda job_id: {**_scene_job(job_id), "duration": 2.0},
     "multi_video_jobs": lambda job_id: {"audio_url": None, "progress_percent": 0, "clips": []},
     "composition_jobs": lambda job_id: {
         "audio_url": None,
@@ -43,7 +44,7 @@ def job_document(collection: str, user: str, **fields: Any) -> tuple[str, dict[s
     return job_id, doc
 
 
-def scene(n: int, seed_url: str, description: str = "", duration: float = 1.0) -> dict[str, Any]:
+def scene(n: int, seed_url: str, description: str = "", duration: float = 2.0) -> dict[str, Any]:
     """One scene of a multi-video job."""
     return {
         "scene_number": n,

@@ -9,7 +9,7 @@ import pytest
 
 from core.errors import InvalidInput, JobError, ProviderError
 from devtools.media_factory import make_audio
-from providers.base import GeneratedMedia, ImageRequest, VideoRequest
+from providers.base import GeneratedMedia, ImageRequest, VideoLimits, VideoRequest
 from providers.clips import (
     Clip,
     check_duration,
@@ -34,10 +34,22 @@ def test_naming_a_provider_is_refused_unless_the_deployment_allows_it(monkeypatc
 def test_durations_are_bounded_by_the_params(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIDEO_MIN_DURATION_S", "1")
     monkeypatch.setenv("VIDEO_MAX_DURATION_S", "15")
-    check_duration(1)
-    check_duration(15)
+    unlimited = VideoLimits("any-model")
+    check_duration(1, unlimited)
+    check_duration(15, unlimited)
     with pytest.raises(InvalidInput, match=r"scenes\[0\].duration: must be between 1 and 15"):
-        check_duration(16, "scenes[0].duration")
+        check_duration(16, unlimited, "scenes[0].duration")
+
+
+def test_durations_are_bounded_by_the_video_model_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIDEO_MIN_DURATION_S", "1")
+    monkeypatch.setenv("VIDEO_MAX_DURATION_S", "15")
+    seedance = VideoLimits("seedance", min_s=2, max_s=12, whole_seconds=True)
+    check_duration(2, seedance)
+    with pytest.raises(InvalidInput, match=r"duration: seedance makes videos of 2 to 12 whole"):
+        check_duration(13, seedance)
+    with pytest.raises(InvalidInput, match=r"got 2.5"):
+        check_duration(2.5, seedance)
 
 
 def test_the_resolution_defaults_to_the_param_and_a_bad_param_is_misconfigured(
@@ -67,12 +79,12 @@ class SilentProvider:
         return GeneratedMedia(path, "video/mp4", self.name, "none")
 
 
-def one_second_clip(provider: object, tmp_path: Path) -> Clip:
+def two_second_clip(provider: object, tmp_path: Path) -> Clip:
     return generate_clip(
         provider,  # type: ignore[arg-type]
         image=None,
         prompt="a calm sea",
-        duration_s=1.0,
+        duration_s=2.0,  # the video model's shortest (SeeDance: 2 to 12 whole seconds)
         aspect_ratio="16:9",
         resolution="480p",
         work=tmp_path,
@@ -80,9 +92,9 @@ def one_second_clip(provider: object, tmp_path: Path) -> Clip:
 
 
 def test_a_clip_is_probed_and_must_contain_video(tmp_path: Path) -> None:
-    clip = one_second_clip(LocalProvider(), tmp_path)
+    clip = two_second_clip(LocalProvider(), tmp_path)
     assert (clip.width, clip.height, clip.resolution) == (854, 480, "854x480")
-    assert clip.info.duration_s == pytest.approx(1.0, abs=0.1) and clip.provider == "local"
+    assert clip.info.duration_s == pytest.approx(2.0, abs=0.1) and clip.provider == "local"
     with pytest.raises(ProviderError) as bad:
-        one_second_clip(SilentProvider(tmp_path), tmp_path)
+        two_second_clip(SilentProvider(tmp_path), tmp_path)
     assert bad.value.code == "bad-output"

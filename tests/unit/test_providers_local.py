@@ -85,7 +85,7 @@ def test_video_sizes(aspect, resolution, size):
 
 
 def test_text_to_video_9_16(provider, tmp_path):
-    media = provider.generate_video(VideoRequest("waves at night", 1.5, "9:16"), tmp_path)
+    media = provider.generate_video(VideoRequest("waves at night", 2, "9:16"), tmp_path)
     assert media.content_type == "video/mp4"
     info = probe(media.path)
     assert info.video is not None and info.audio is not None
@@ -95,7 +95,7 @@ def test_text_to_video_9_16(provider, tmp_path):
     assert info.video.fps == pytest.approx(24)
     assert info.audio.codec == "aac"
     assert info.audio.sample_rate == 48000 and info.audio.channels == 2
-    assert abs(info.duration_s - 1.5) <= FRAME
+    assert abs(info.duration_s - 2.0) <= FRAME
     # +faststart: the moov atom comes before the media data
     head = media.path.read_bytes()[:4096]
     moov, mdat = head.find(b"moov"), head.find(b"mdat")
@@ -108,12 +108,12 @@ def test_image_to_video_uses_the_seed_image_and_keyframes_every_2s(provider, tmp
     img = Image.new("RGB", (400, 300), (230, 20, 20))
     img.paste((20, 20, 230), (200, 0, 400, 300))
     img.save(seed)
-    req = VideoRequest("ignored", 2.5, "1:1", image=seed, resolution="480p")
+    req = VideoRequest("ignored", 3, "1:1", image=seed, resolution="480p")
     media = provider.generate_video(req, tmp_path)
     info = probe(media.path)
     assert info.video is not None
     assert (info.video.width, info.video.height) == (480, 480)
-    assert abs(info.duration_s - 2.5) <= FRAME
+    assert abs(info.duration_s - 3.0) <= FRAME
     assert keyframe_times(media.path) == pytest.approx([0.0, 2.0], abs=FRAME)
     first = _frame_at(media.path, 0, tmp_path / "f0.png")
     left, right = first.getpixel((40, 240)), first.getpixel((440, 240))
@@ -124,9 +124,9 @@ def test_image_to_video_uses_the_seed_image_and_keyframes_every_2s(provider, tmp
 
 
 def test_video_is_animated(provider, tmp_path):
-    media = provider.generate_video(VideoRequest("stars", 1.0, "16:9", resolution="480p"), tmp_path)
+    media = provider.generate_video(VideoRequest("stars", 2, "16:9", resolution="480p"), tmp_path)
     first = _frame_at(media.path, 0, tmp_path / "a.png")
-    last = _frame_at(media.path, 0.95, tmp_path / "b.png")
+    last = _frame_at(media.path, 1.95, tmp_path / "b.png")
     assert _changed_fraction(first, last) > 0.1, "the zoom should move the picture"
 
 
@@ -135,13 +135,24 @@ def test_failure_markers(provider, tmp_path):
         provider.generate_image(ImageRequest("a cat [fail:content-policy]", 64, 64), tmp_path)
     assert not policy.value.retryable
     with pytest.raises(TransientProviderError) as transient:
-        provider.generate_video(VideoRequest("a cat [fail:transient]", 1.0), tmp_path)
+        provider.generate_video(VideoRequest("a cat [fail:transient]", 2), tmp_path)
     assert transient.value.retryable
     assert not list(tmp_path.glob("*.mp4"))
     started = time.monotonic()
     media = provider.generate_image(ImageRequest("slow [fail:slow=0.3]", 64, 64), tmp_path)
     assert time.monotonic() - started >= 0.3
     assert media.path.exists()
+
+
+@pytest.mark.parametrize("seconds", [1, 1.5, 2.5, 13])
+def test_keeps_to_the_limits_of_the_model_it_stands_in_for(provider, tmp_path, seconds):
+    """Offline, a job is refused exactly where SeeDance (the default video model) would
+    refuse it in production: 2 to 12 whole seconds."""
+    with pytest.raises(InvalidInput) as info:
+        provider.generate_video(VideoRequest("x", seconds), tmp_path)
+    assert "bytedance/seedance-1-lite makes videos of 2 to 12 whole seconds" in info.value.message
+    assert not list(tmp_path.glob("*.mp4"))
+    assert LocalProvider(stand_in_for="someone/unknown").video_limits().accepts(seconds)
 
 
 def test_ken_burns_args_are_what_streaming_needs(tmp_path):

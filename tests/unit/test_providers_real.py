@@ -22,8 +22,9 @@ from core.errors import (
     TransientProviderError,
 )
 from media.probe import probe
-from providers.base import ImageRequest, MediaProvider, VideoRequest
+from providers.base import ImageRequest, MediaProvider, VideoLimits, VideoRequest
 from providers.local import LocalProvider
+from providers.model_schemas import FLUX_SCHNELL
 from providers.openai_provider import OpenAIProvider
 from providers.registry import get_provider
 from providers.replicate_provider import ReplicateProvider, data_uri
@@ -32,6 +33,8 @@ from tests.fakes.provider_api import FakeProviderAPI
 
 FLUX = "black-forest-labs/flux-schnell"
 SEEDANCE = "bytedance/seedance-1-lite"
+KONTEXT = "black-forest-labs/flux-kontext-pro"
+VEO = "veo-3.0-fast-generate-001"
 HANG_S = 4.0
 
 
@@ -46,7 +49,9 @@ def api(server, monkeypatch):
     monkeypatch.setenv("LOCAL_PROVIDER_HOSTS", server.host)
     server.clear()
     server.polls_until_done = 2
-    return server
+    yield server
+    ignored = server.take_ignored_fields()
+    assert not ignored, f"sent fields the provider would silently ignore: {ignored}"
 
 
 @pytest.fixture
@@ -71,7 +76,7 @@ def _openai(api, model="gpt-image-1", **kw) -> OpenAIProvider:
 def _veo(api, **kw) -> VeoProvider:
     kw.setdefault("poll_interval_s", 0.02)
     kw.setdefault("request_timeout_s", 1.0)
-    return VeoProvider("gm-test", "veo-3.0-fast-generate-001", base_url=api.base_url, **kw)
+    return VeoProvider("gm-test", VEO, base_url=api.base_url, **kw)
 
 
 # --- Replicate --------------------------------------------------------------------------------
@@ -96,16 +101,18 @@ def test_replicate_image_success(api, tmp_path):
 
 
 def test_replicate_video_from_seed_image(api, tmp_path, seed_png):
-    req = VideoRequest("a fox runs", 3.4, "9:16", image=seed_png, resolution="480p")
+    req = VideoRequest("a fox runs", 3.0, "9:16", image=seed_png, resolution="480p")
     media = _replicate(api).generate_video(req, tmp_path)
     info = probe(media.path)
     assert info.video is not None and info.video.codec == "h264"
     assert info.audio is not None and info.audio.codec == "aac"
+    assert abs(info.duration_s - 3.0) <= 2 / 24
     (create,) = api.requests_to("/predictions", "POST")
     assert create.path == f"/v1/models/{SEEDANCE}/predictions"
     sent = create.json["input"]
     assert sent["duration"] == 3 and isinstance(sent["duration"], int)
-    assert (sent["resolution"], sent["aspect_ratio"]) == ("480p", "9:16")
+    assert sent["resolution"] == "480p"
+    assert "aspect_ratio" not in sent, "SeeDance ignores aspect_ratio when given an image"
     prefix = "data:image/png;base64,"
     assert sent["image"].startswith(prefix)
     assert base64.b64decode(sent["image"][len(prefix) :]) == seed_png.read_bytes()
@@ -125,8 +132,69 @@ def test_large_seed_image_is_downscaled_for_the_data_uri(tmp_path):
         data_uri(tmp_path / "not.png")
 
 
+def test_replicate_text_to_video_sends_the_aspect_ratio(api, tmp_path):
+    media = _replicate(api).generate_video(VideoRequest("a fox runs", 2, "1:1"), tmp_path)
+    assert probe(media.path).video is not None
+    (create,) = api.requests_to("/predictions", "POST")
+    assert create.json["input"] == {
+        "prompt": "a fox runs",
+        "duration": 2,
+        "resolution": "720p",
+        "aspect_ratio": "1:1",
+    }
+
+
+@pytest.mark.parametrize(("seconds", "aspect"), [(1, "16:9"), (2.5, "16:9"), (13, "9:16")])
+def test_replicate_refuses_what_seedance_refuses_before_creating_a_prediction(
+    api, tmp_path, seconds, aspect
+):
+    with pytest.raises(InvalidInput) as info:
+        _replicate(api).generate_video(VideoRequest("a fox", seconds, aspect), tmp_path)
+    assert info.value.code == "invalid-argument"
+    assert (
+        f"{SEEDANCE} makes videos of 2 to 12 whole seconds, got {seconds:g}" in info.value.message
+    )
+    assert not api.requests_to("/predictions", "POST")
+
+
+def test_replicate_422_for_our_input_is_a_clear_job_error(api, tmp_path, monkeypatch):
+    """A video model whose limits the adapter does not know: the 15 s it sends is refused
+    by the provider's schema (422 problem details), and the job error names the field."""
+    provider = _replicate(api)
+    monkeypatch.setattr(provider, "video_limits", lambda: VideoLimits(model=SEEDANCE))
+    with pytest.raises(ProviderError) as info:
+        provider.generate_video(VideoRequest("a fox", 15), tmp_path)
+    assert info.value.code == "provider-rejected-input" and not info.value.retryable
+    assert "Input validation failed" in info.value.message
+    assert "input.duration: Must be less than or equal to 12" in info.value.message
+
+
+def test_replicate_composite_goes_to_the_image_conditioned_model(api, tmp_path, seed_png):
+    req = ImageRequest("a desk with the product", 1280, 720, reference_image=seed_png)
+    media = _replicate(api).generate_image(req, tmp_path)
+    with Image.open(media.path) as img:
+        assert img.format == "PNG" and img.size == (256, 144)
+    assert media.model == KONTEXT
+    (create,) = api.requests_to("/predictions", "POST")
+    assert create.path == f"/v1/models/{KONTEXT}/predictions"
+    sent = create.json["input"]
+    prefix = "data:image/png;base64,"
+    assert sent["input_image"].startswith(prefix)
+    assert base64.b64decode(sent["input_image"][len(prefix) :]) == seed_png.read_bytes()
+    assert (sent["aspect_ratio"], sent["output_format"]) == ("16:9", "png")
+
+
+def test_replicate_composite_model_without_input_image_is_misconfigured(api, tmp_path, seed_png):
+    provider = _replicate(api, composite_model=FLUX)
+    assert not provider.takes_reference_image()
+    with pytest.raises(ProviderError) as info:
+        provider.generate_image(ImageRequest("x", reference_image=seed_png), tmp_path)
+    assert info.value.code == "misconfigured" and "takes no input_image" in info.value.message
+    assert not api.requests_to("/predictions", "POST")
+
+
 def test_replicate_model_with_version_uses_the_version_endpoint(api, tmp_path):
-    version = "a" * 64
+    version = FLUX_SCHNELL.versions[0]  # a published version id
     provider = ReplicateProvider(
         "r8_test", f"{FLUX}:{version}", SEEDANCE, base_url=api.base_url, poll_interval_s=0.02
     )
@@ -249,6 +317,23 @@ def test_openai_malformed_body(api, tmp_path):
     assert info.value.code == "provider-bad-response"
 
 
+def test_openai_400_for_our_input_is_a_clear_job_error(api, tmp_path):
+    """dall-e-3 takes prompts of at most 4000 characters (gpt-image-1: 32000)."""
+    with pytest.raises(ProviderError) as info:
+        _openai(api, model="dall-e-3").generate_image(ImageRequest("x" * 4001), tmp_path)
+    assert info.value.code == "provider-rejected-input" and not info.value.retryable
+    assert "(prompt)" in info.value.message and "string too long" in info.value.message
+
+
+def test_openai_takes_no_reference_image(api, tmp_path, seed_png):
+    provider = _openai(api)
+    assert not provider.takes_reference_image()
+    with pytest.raises(ProviderError) as info:
+        provider.generate_image(ImageRequest("x", reference_image=seed_png), tmp_path)
+    assert info.value.code == "unsupported"
+    assert not api.requests_to("/v1/images/generations")
+
+
 def test_openai_does_not_make_video(api, tmp_path):
     with pytest.raises(ProviderError) as info:
         _openai(api).generate_video(VideoRequest("x", 4), tmp_path)
@@ -259,20 +344,57 @@ def test_openai_does_not_make_video(api, tmp_path):
 
 
 def test_veo_video_from_seed_image(api, tmp_path, seed_png):
-    req = VideoRequest("a fox runs", 3, "9:16", image=seed_png)
+    seed = tmp_path / "seed-image"  # our seed files have no extension
+    seed.write_bytes(seed_png.read_bytes())
+    req = VideoRequest("a fox runs", 4, "9:16", image=seed)
     media = _veo(api).generate_video(req, tmp_path)
     info = probe(media.path)
     assert info.video is not None and info.video.codec == "h264"
+    assert abs(info.duration_s - 4.0) <= 2 / 24
     assert media.content_type == "video/mp4" and media.provider == "veo"
     (create,) = api.requests_to(":predictLongRunning")
     assert create.headers["x-goog-api-key"] == "gm-test"
     instance = create.json["instances"][0]
     assert instance["prompt"] == "a fox runs"
     assert base64.b64decode(instance["image"]["bytesBase64Encoded"]) == seed_png.read_bytes()
+    assert instance["image"]["mimeType"] == "image/png"
     params = create.json["parameters"]
-    assert params["durationSeconds"] == 4  # clamped to Veo's minimum
+    assert params["durationSeconds"] == 4 and params["generateAudio"] is True
     assert params["aspectRatio"] == "9:16" and params["sampleCount"] == 1
-    assert len(api.requests_to(":fetchPredictOperation")) == 2
+    # polled until done: at least polls_until_done times (more while the fake still renders)
+    assert len(api.requests_to(":fetchPredictOperation")) >= 2
+
+
+def test_veo_jpeg_seed_is_sent_as_jpeg(api, tmp_path):
+    seed = tmp_path / "seed-image"
+    Image.new("RGB", (64, 36), (200, 10, 30)).save(seed, format="JPEG")
+    _veo(api).generate_video(VideoRequest("x", 6, image=seed), tmp_path / "out")
+    (create,) = api.requests_to(":predictLongRunning")
+    assert create.json["instances"][0]["image"]["mimeType"] == "image/jpeg"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "aspect", "message"),
+    [
+        (5, "16:9", f"duration: {VEO} makes videos of 4, 6 or 8 seconds, got 5"),
+        (10, "9:16", f"duration: {VEO} makes videos of 4, 6 or 8 seconds, got 10"),
+        (4, "1:1", f"aspect_ratio: {VEO} makes 16:9 or 9:16 videos, got 1:1"),
+    ],
+)
+def test_veo_refuses_what_veo_refuses_before_calling_it(api, tmp_path, seconds, aspect, message):
+    with pytest.raises(InvalidInput) as info:
+        _veo(api).generate_video(VideoRequest("x", seconds, aspect), tmp_path)
+    assert info.value.code == "invalid-argument" and info.value.message == message
+    assert not api.requests_to(":predictLongRunning")
+
+
+def test_veo_400_for_our_input_is_a_clear_job_error(api, tmp_path, monkeypatch):
+    provider = _veo(api)
+    monkeypatch.setattr(provider, "video_limits", lambda: VideoLimits(model=VEO))
+    with pytest.raises(ProviderError) as info:
+        provider.generate_video(VideoRequest("x", 5), tmp_path)
+    assert info.value.code == "provider-rejected-input" and not info.value.retryable
+    assert "parameters.durationSeconds" in info.value.message
 
 
 def test_veo_safety_filter_is_content_policy(api, tmp_path):
@@ -291,13 +413,9 @@ def test_veo_malformed_and_unsupported(api, tmp_path):
     with pytest.raises(ProviderError) as bad:
         _veo(api).generate_video(VideoRequest("x [api:malformed]", 4), tmp_path)
     assert bad.value.code == "provider-bad-response"
-    for call in (
-        lambda p: p.generate_video(VideoRequest("x", 4, "1:1"), tmp_path),
-        lambda p: p.generate_image(ImageRequest("x"), tmp_path),
-    ):
-        with pytest.raises(ProviderError) as info:
-            call(_veo(api))
-        assert info.value.code == "unsupported"
+    with pytest.raises(ProviderError) as info:
+        _veo(api).generate_image(ImageRequest("x"), tmp_path)
+    assert info.value.code == "unsupported"
     assert len(api.requests_to(":predictLongRunning")) == 1  # only the malformed one was sent
 
 
