@@ -21,7 +21,6 @@ if str(_FUNCTIONS) not in sys.path:
     sys.path.insert(0, str(_FUNCTIONS))
 
 from core import ledger  # noqa: E402
-from local_stack.auth import local_id_token  # noqa: E402
 from local_stack.stack import LocalStack  # noqa: E402
 from local_stack.watch_cli import watch_document  # noqa: E402
 
@@ -29,7 +28,7 @@ USER = "demo-creator"
 
 
 def _call(stack: LocalStack, name: str, data: dict[str, Any]) -> dict[str, Any]:
-    token = local_id_token(USER, stack.settings.project_id)
+    token = stack.sign_in(USER)
     r = requests.post(
         stack.function_url(name),
         json={"data": data},

@@ -21,7 +21,6 @@ from firebase_admin import functions as admin_functions
 from google.cloud import firestore, storage
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from local_stack.auth import local_id_token
 from local_stack.stack import LocalStack, StackSettings
 from tests.conftest import admin_app
 from tests.watch import wait_until
@@ -37,6 +36,7 @@ def probe_stack(tmp_path_factory: pytest.TempPathFactory):
         functions_dir=APP,
         state_dir=tmp_path_factory.mktemp("probe-stack"),
         run_schedules=False,
+        persist=False,
         task_backoff_scale=0.25,
         firestore_tx_idle_ms=1500,
     )
@@ -201,11 +201,11 @@ def test_rate_limit_bounds_concurrency_and_schedule_time_is_honoured(probe_stack
     assert rows[0]["at"] - t0 >= 1.5
 
 
-def test_callable_accepts_local_tokens_and_refuses_missing_ones(probe_stack: LocalStack):
+def test_callable_accepts_emulator_tokens_and_refuses_missing_ones(probe_stack: LocalStack):
     url = probe_stack.function_url("probecall")
     r = requests.post(url, json={"data": {"hello": 1}}, timeout=10)
     assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED"
-    token = local_id_token("user-1", probe_stack.settings.project_id)
+    token = probe_stack.sign_in("user-1")
     r = requests.post(
         url, json={"data": {"hello": 1}}, headers={"Authorization": f"Bearer {token}"}, timeout=10
     )
