@@ -8,7 +8,8 @@
     python -m local_stack watch PATH    follow a job document live (progress bar), like a frontend
     python -m local_stack run-scheduled NAME   run a scheduled function now (stack must be up)
 
-`up` and `demo` write .local/stack/env.json with the addresses of the running servers;
+`up` and `demo` write .local/stack/env.json (or $LOCAL_STACK_STATE_DIR/env.json) with the
+addresses of the running servers;
 `watch` and `run-scheduled` read it. Both stop every child process on SIGINT, SIGTERM and
 SIGHUP (and none outlives them even on SIGKILL: local_stack/processes.py).
 """
@@ -22,12 +23,16 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from local_stack.stack import ROOT, LocalStack, StackSettings
 
-ENV_FILE = ROOT / ".local" / "stack" / "env.json"
+# Where the stack keeps its data, logs and env.json (LOCAL_STACK_STATE_DIR to run a second
+# stack beside the default one, as the shutdown tests do).
+STATE_DIR = Path(os.environ.get("LOCAL_STACK_STATE_DIR") or ROOT / ".local" / "stack")
+ENV_FILE = STATE_DIR / "env.json"
 
 
 class Stopped(Exception):
@@ -80,6 +85,7 @@ EXPORTED = (
 def _settings(**kw: Any) -> StackSettings:
     """Stack settings; servers named by the usual emulator variables are used, not started."""
     return StackSettings(
+        state_dir=STATE_DIR,
         external_firestore=os.environ.get("FIRESTORE_EMULATOR_HOST") or None,
         external_storage=os.environ.get("STORAGE_EMULATOR_HOST") or None,
         **kw,
