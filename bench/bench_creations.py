@@ -164,6 +164,7 @@ def run(*, latency_calls: int = 100, throughput_calls: int = 160) -> dict[str, A
     settings = StackSettings(
         state_dir=state,
         run_schedules=False,
+        persist=False,
         task_backoff_scale=0.02,
         host_env={"JOB_LEASE_SECONDS": "900"},
     )

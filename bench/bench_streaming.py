@@ -98,7 +98,11 @@ def source(seconds: int) -> Path:
 def start_stack(**env: str) -> LocalStack:
     state = Path(tempfile.mkdtemp(prefix="bench-streaming-"))
     settings = StackSettings(
-        state_dir=state, run_schedules=False, fresh=True, host_env={**STACK_ENV, **env}
+        state_dir=state,
+        run_schedules=False,
+        fresh=True,
+        persist=False,
+        host_env={**STACK_ENV, **env},
     )
     return LocalStack(settings).start()
 

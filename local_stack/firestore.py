@@ -154,6 +154,7 @@ class OfficialFirestore:
         self.startup_s = 0.0
         self._export_dir: Path | None = None
         self._dirty = threading.Event()
+        self._export_lock = threading.Lock()  # the periodic export and the one at stop
         self._http = requests.Session()
 
     def describe(self) -> str:
@@ -207,6 +208,10 @@ class OfficialFirestore:
 
     def export(self) -> None:
         """Write the data to <state_dir>/firestore (replacing the last export) if it changed."""
+        with self._export_lock:
+            self._export()
+
+    def _export(self) -> None:
         if self._export_dir is None or not self._dirty.is_set():
             return
         self._dirty.clear()

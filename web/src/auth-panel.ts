@@ -31,8 +31,9 @@ export function authPanel(svc: Services, onUser: (user: User | null) => void): H
     }
   }
 
+  // a form, so password managers and the browser treat the fields as a sign-in
   const signedOut = el(
-    "div",
+    "form",
     { class: "row" },
     button("Sign in anonymously", () => attempt(() => signInAnonymously(svc.auth)), { id: "sign-in-anonymous" }),
     email,
@@ -46,6 +47,7 @@ export function authPanel(svc: Services, onUser: (user: User | null) => void): H
       { id: "sign-up-email" },
     ),
   );
+  signedOut.addEventListener("submit", (e) => e.preventDefault());
   const signedIn = el("div", { class: "row" }, button("Sign out", () => signOut(svc.auth), { id: "sign-out" }));
   root.append(who, signedOut, signedIn, error);
 

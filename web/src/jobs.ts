@@ -128,12 +128,16 @@ export class JobsPanel {
         const data = snap.data();
         if (!data) return;
         card.show(data);
+        if ((data.status === "completed" || data.status === "failed") && !card.root.dataset.terminalSeenAt) {
+          card.root.dataset.terminalSeenAt = String(Date.now()); // when this listener saw the end
+        }
         if (data.status === "completed") this.remember(kind, data);
         if (data.status === "completed" || data.status === "failed") stop();
       },
       (err) => card.fail(describeError(err)),
     );
     try {
+      card.root.dataset.writtenAt = String(Date.now());
       await setDoc(ref, {
         ...fields,
         job_id: ref.id,
