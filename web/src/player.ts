@@ -29,12 +29,20 @@ export class StreamPlayer {
       this.startSession(0, true);
       return;
     }
-    if (this.choice === "best" && needsNewSession(this.playableAtStart, this.entries())) {
+    if (this.sessionIsStale()) {
       // keep the position and whether it was playing
       this.startSession(this.video.currentTime, !this.video.paused);
       return;
     }
     this.renderMenu();
+  }
+
+  /** The quality to show became ready after this session loaded its (mirror) playlist. */
+  private sessionIsStale(): boolean {
+    const entries = this.entries();
+    if (this.choice === "best") return needsNewSession(this.playableAtStart, entries);
+    const wanted = entries.find((e) => e.name === this.choice);
+    return wanted !== undefined && wanted.ready && !this.playableAtStart.has(this.choice);
   }
 
   private entries(): MenuEntry[] {
@@ -79,13 +87,7 @@ export class StreamPlayer {
 
   private choose(choice: string): void {
     this.choice = choice;
-    const entries = this.entries();
-    const wanted = entries.find((e) => e.name === choice);
-    const stale =
-      choice === "best"
-        ? needsNewSession(this.playableAtStart, entries)
-        : wanted !== undefined && wanted.ready && !this.playableAtStart.has(choice);
-    if (stale) {
+    if (this.sessionIsStale()) {
       this.startSession(this.video.currentTime, !this.video.paused);
       return;
     }
