@@ -11,6 +11,11 @@ command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [[ "${SETUP_BROWSER:-1}" == "1" ]] && ! command -v chromium >/dev/null 2>&1; then
   need_apt+=(chromium)
 fi
+# The official Firestore emulator (gcloud component) runs on Java 17, Debian's default JRE.
+if [[ -e /usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar ]] \
+  && ! command -v java >/dev/null 2>&1; then
+  need_apt+=(default-jre-headless)
+fi
 if ((${#need_apt[@]})); then
   echo "==> apt-get install ${need_apt[*]}"
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
