@@ -68,7 +68,9 @@ def collect(quick: bool) -> dict[str, Any]:
         "machine": f"{platform.machine()} {platform.processor() or ''} cores={__import__('os').cpu_count()}",
     }
     stack = LocalStack(
-        StackSettings(state_dir=ROOT / ".local" / "bench", fresh=True, run_schedules=False)
+        StackSettings(
+            state_dir=ROOT / ".local" / "bench", fresh=True, persist=False, run_schedules=False
+        )
     ).start()
     try:
         with stack.env():
@@ -78,7 +80,7 @@ def collect(quick: bool) -> dict[str, Any]:
             results["callable"] = callable_latency(stack)
     finally:
         stack.stop()
-    for name in ("bench_compose", "bench_creations", "memory", "bench_streaming"):
+    for name in ("bench_web", "bench_compose", "bench_creations", "memory", "bench_streaming"):
         try:
             module = importlib.import_module(f"bench.{name}")
         except ModuleNotFoundError:
@@ -139,6 +141,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
                 "baseline: bare interpreter",
             )
         )
+    out.extend(web_rows(r.get("bench_web") or {}))
     comp = r.get("bench_compose", {})
     for job in ("stream_copy", "crossfade"):
         f = comp.get(job)
@@ -235,6 +238,76 @@ def rows(r: dict[str, Any]) -> list[Row]:
                     f"python {m['python_mib']:.0f} + ffmpeg {m['ffmpeg_mib']:.0f}",
                 )
             )
+    return out
+
+
+def web_rows(w: dict[str, Any]) -> list[Row]:
+    """The web SDK path: official emulator (ours) next to the npm fallback (baseline)."""
+    official, npm = w.get("official") or {}, w.get("npm") or {}
+    fallback = (npm.get("python_client") or {}) if npm else {}
+    out: list[Row] = []
+
+    def pair(title: str, key: str, ours: dict[str, Any], ours_client: str) -> None:
+        mine, base = ours.get(key), fallback.get(key)
+        if not mine:
+            return
+        note = f"p95 {mine['p95_ms']:.0f} ms" + (
+            f" vs {base['p95_ms']:.0f} ms; baseline: npm fallback, Python client "
+            "(it cannot serve the web SDK)"
+            if base
+            else ""
+        )
+        out.append(
+            (
+                f"{title} ({ours_client})",
+                "ms",
+                mine["p50_ms"],
+                base["p50_ms"] if base else None,
+                note,
+            )
+        )
+
+    if official:
+        web, py = official.get("web_sdk") or {}, official.get("python_client") or {}
+        pair(
+            "official emulator: write -> trigger started",
+            "write_to_trigger_started",
+            web,
+            "web SDK",
+        )
+        pair(
+            "official emulator: write -> trigger started", "write_to_trigger_started", py, "Python"
+        )
+        pair(
+            "official emulator: terminal status -> onSnapshot",
+            "trigger_done_to_listener",
+            web,
+            "browser",
+        )
+        pair(
+            "official emulator: terminal status -> onSnapshot",
+            "trigger_done_to_listener",
+            py,
+            "Python",
+        )
+        out.append(
+            (
+                "Firestore server start-up",
+                "s",
+                official.get("firestore_startup_s"),
+                npm.get("firestore_startup_s") if npm else None,
+                "official emulator (JVM) vs the npm server",
+            )
+        )
+        out.append(
+            (
+                "local stack start-up (all servers, host, web app)",
+                "s",
+                official.get("stack_startup_s"),
+                npm.get("stack_startup_s") if npm else None,
+                "official vs npm Firestore; both start the Auth emulator",
+            )
+        )
     return out
 
 

@@ -41,7 +41,6 @@ for _p in (_ROOT / "functions", _ROOT):
 
 from core import ledger  # noqa: E402
 from devtools import ledger_audit  # noqa: E402
-from local_stack.auth import local_id_token  # noqa: E402
 from local_stack.stack import LocalStack, StackSettings  # noqa: E402
 
 COST = 40  # duration 4 at the default 10 tokens per second
@@ -62,12 +61,12 @@ def _percentile(values: list[float], q: float) -> float:
 class _Client:
     def __init__(self, stack: LocalStack):
         self.url = stack.function_url("createvideogeneration")
-        self.project = stack.settings.project_id
+        self.stack = stack
         self.session = requests.Session()
         self.session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=64))
 
     def create(self, uid: str, prompt: str = PROMPT) -> tuple[int, float, dict[str, Any]]:
-        headers = {"Authorization": f"Bearer {local_id_token(uid, self.project)}"}
+        headers = {"Authorization": f"Bearer {self.stack.sign_in(uid)}"}
         started = time.perf_counter()
         r = self.session.post(
             self.url, json={"data": {"prompt": prompt, "duration": 4}}, headers=headers, timeout=60
@@ -166,6 +165,7 @@ def run(*, latency_calls: int = 100, throughput_calls: int = 160) -> dict[str, A
     settings = StackSettings(
         state_dir=state,
         run_schedules=False,
+        persist=False,
         task_backoff_scale=0.02,
         host_env={"JOB_LEASE_SECONDS": "900"},
     )

@@ -112,7 +112,10 @@ def run(stack: LocalStack | None = None) -> dict[str, Any]:
     if stack is None:
         stack = LocalStack(
             StackSettings(
-                state_dir=ROOT / ".local" / "bench-platform", fresh=True, run_schedules=False
+                state_dir=ROOT / ".local" / "bench-platform",
+                fresh=True,
+                persist=False,
+                run_schedules=False,
             )
         ).start()
     try:

@@ -98,7 +98,11 @@ def source(seconds: int) -> Path:
 def start_stack(**env: str) -> LocalStack:
     state = Path(tempfile.mkdtemp(prefix="bench-streaming-"))
     settings = StackSettings(
-        state_dir=state, run_schedules=False, fresh=True, host_env={**STACK_ENV, **env}
+        state_dir=state,
+        run_schedules=False,
+        fresh=True,
+        persist=False,
+        host_env={**STACK_ENV, **env},
     )
     return LocalStack(settings).start()
 
@@ -247,7 +251,7 @@ def progressive(
     db = firestore.Client(project=stack.settings.project_id)
     bucket = Client(project=stack.settings.project_id).bucket(stack.settings.bucket)
     video_id = f"bench{uuid.uuid4().hex[:10]}"
-    host = stack._procs.get("host")  # the benchmark watches the host process's memory
+    host = stack.children.get("host")  # the benchmark watches the host process's memory
     memory = PeakRss(lambda: host.pid if host is not None else None)
     playable = FirstPlayable(stack, video_id)
     uploaded = time.time()

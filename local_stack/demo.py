@@ -64,9 +64,7 @@ def demo_image_job(stack: LocalStack) -> bool:
     return True
 
 
-def run_demo(
-    stack: LocalStack, *, keep_running: bool = False, only: list[str] | None = None
-) -> bool:
+def run_demo(stack: LocalStack, *, only: list[str] | None = None) -> bool:
     ok = True
     results = []
     for title, module_name, fn_name in PARTS:
@@ -91,11 +89,9 @@ def run_demo(
     print(
         f"  deliveries: {len(stack.deliveries)} (log: {stack.settings.state_dir / 'deliveries.log'})"
     )
-    if keep_running:
-        print("\nstack still running (Ctrl-C to stop)")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+    if stack.web is not None:
+        print(
+            f"\n  web app: {stack.web.url}\n"
+            "  (sign in, make an image, upload a video and watch it play and upgrade to 1080p)"
+        )
     return ok

@@ -22,7 +22,6 @@ if str(_FUNCTIONS) not in sys.path:
 
 from core import ledger  # noqa: E402
 from devtools import ledger_audit  # noqa: E402
-from local_stack.auth import local_id_token  # noqa: E402
 from local_stack.stack import LocalStack  # noqa: E402
 from local_stack.watch_cli import watch_document  # noqa: E402
 
@@ -30,7 +29,7 @@ USER = "demo-creator"
 
 
 def _call(stack: LocalStack, name: str, data: dict[str, Any]) -> dict[str, Any]:
-    token = local_id_token(USER, stack.settings.project_id)
+    token = stack.sign_in(USER)
     r = requests.post(
         stack.function_url(name),
         json={"data": data},

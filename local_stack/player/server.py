@@ -16,12 +16,13 @@ Cache-Control.
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from local_stack.http_server import BackgroundServer
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = Path(__file__).resolve().parent / "index.html"
@@ -35,17 +36,14 @@ FILES = {
 
 
 class PlayerServer:
-    def __init__(self, port: int = 0, host: str = "127.0.0.1"):
+    def __init__(self, port: int = 0):
         if not HLS_JS.exists():
             raise FileNotFoundError(f"{HLS_JS} is missing: run scripts/setup.sh (npm ci)")
-        self._server = ThreadingHTTPServer((host, port), _Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server = BackgroundServer(_Handler, port=port, name="player")
 
     @property
     def base(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.base
 
     def url(self, src: str | None = None, **params: Any) -> str:
         """The page URL; `src` = a master playlist URL, params e.g. level=1080, rate=2."""
@@ -53,12 +51,11 @@ class PlayerServer:
         return f"{self.base}/?{urllib.parse.urlencode(query)}" if query else f"{self.base}/"
 
     def start(self) -> PlayerServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def __enter__(self) -> PlayerServer:
         return self.start()

@@ -433,11 +433,9 @@ def test_creations_are_never_charged_twice_or_lost(chaos, cdb):
     is charged exactly once; no creation is left pending/processing."""
     import requests
 
-    from local_stack.auth import local_id_token
-
     uid = f"chaos-money-{uuid.uuid4().hex[:6]}"
     _grant(cdb, uid, 400)
-    token = local_id_token(uid, chaos.settings.project_id)
+    token = chaos.sign_in(uid)
 
     def create(prompt: str, key: str) -> str:
         r = requests.post(

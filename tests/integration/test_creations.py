@@ -24,7 +24,6 @@ from PIL import Image
 
 from core import ledger
 from devtools import ledger_audit
-from local_stack.auth import local_id_token
 from local_stack.stack import LocalStack
 from media.probe import probe
 from tests.conftest import admin_app
@@ -49,7 +48,7 @@ def new_user(tokens: int = 0) -> str:
 def call(stack: LocalStack, name: str, data: Any, uid: str | None) -> requests.Response:
     headers = {}
     if uid is not None:
-        headers["Authorization"] = f"Bearer {local_id_token(uid, stack.settings.project_id)}"
+        headers["Authorization"] = f"Bearer {stack.sign_in(uid)}"
     return requests.post(
         stack.function_url(name), json={"data": data}, headers=headers, timeout=120
     )
@@ -524,7 +523,7 @@ def test_http_api_routes_and_status_codes(stack, db):
     owner, other = new_user(40), new_user(0)
 
     def auth(uid: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {local_id_token(uid, stack.settings.project_id)}"}
+        return {"Authorization": f"Bearer {stack.sign_in(uid)}"}
 
     r = requests.post(f"{base}/video", json={"prompt": "x"}, timeout=30)
     assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")

@@ -3,14 +3,20 @@
 These tests run the stack against tests/fixtures/stack_app/main.py (not the product), so
 they pin down delivery semantics the product relies on: CloudEvents the SDK parses,
 wildcards, duplicate delivery, Cloud Tasks ids / retries / rate limits, callable auth,
-schedules, Storage finalize, and transaction isolation in the Firestore server.
+schedules, Storage finalize (also for uploads through the Firebase Storage web API),
+transactions under contention, and a function host that dies being started again.
+
+Every test runs on the official Firestore emulator and, as the smoke test of the
+fallback, on the npm server (LOCAL_STACK_FIRESTORE=npm).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -21,7 +27,7 @@ from firebase_admin import functions as admin_functions
 from google.cloud import firestore, storage
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from local_stack.auth import local_id_token
+from local_stack.firestore import find_official_emulator
 from local_stack.stack import LocalStack, StackSettings
 from tests.conftest import admin_app
 from tests.support.stack import duplicate_events
@@ -31,13 +37,17 @@ pytestmark = pytest.mark.stack
 APP = Path(__file__).resolve().parents[1] / "fixtures" / "stack_app"
 
 
-@pytest.fixture(scope="module")
-def probe_stack(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=["official", "npm"])
+def probe_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    if request.param == "official" and find_official_emulator() is None:
+        pytest.skip("the official Firestore emulator is not installed")
     settings = StackSettings(
-        project_id="demo-stack-probe",
+        project_id=f"demo-stack-probe-{request.param}",  # firebase_admin apps are per project
+        firestore=request.param,
         functions_dir=APP,
         state_dir=tmp_path_factory.mktemp("probe-stack"),
         run_schedules=False,
+        persist=False,
         task_backoff_scale=0.25,
         firestore_tx_idle_ms=1500,
     )
@@ -199,11 +209,11 @@ def test_rate_limit_bounds_concurrency_and_schedule_time_is_honoured(probe_stack
     assert rows[0]["at"] - t0 >= 1.5
 
 
-def test_callable_accepts_local_tokens_and_refuses_missing_ones(probe_stack: LocalStack):
+def test_callable_accepts_emulator_tokens_and_refuses_missing_ones(probe_stack: LocalStack):
     url = probe_stack.function_url("probecall")
     r = requests.post(url, json={"data": {"hello": 1}}, timeout=10)
     assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED"
-    token = local_id_token("user-1", probe_stack.settings.project_id)
+    token = probe_stack.sign_in("user-1")
     r = requests.post(
         url, json={"data": {"hello": 1}}, headers={"Authorization": f"Bearer {token}"}, timeout=10
     )
@@ -302,3 +312,132 @@ os._exit(9)
     spend(db.transaction())
     assert ref.get().get("balance") == 4
     assert time.monotonic() - started < 15
+
+
+def test_the_stack_runs_the_firestore_it_says(probe_stack: LocalStack):
+    wanted = probe_stack.settings.firestore
+    assert probe_stack.firestore.kind == wanted
+    line = probe_stack.describe().splitlines()[0]
+    assert ("official Cloud Firestore emulator" in line) == (wanted == "official")
+    assert ("firestore.rules loaded" in line) == (wanted == "official")
+    assert "storage.rules are NOT evaluated" in probe_stack.describe()
+
+
+def test_a_function_host_that_dies_is_started_again(probe_stack: LocalStack):
+    old = probe_stack.children.get("host")
+    assert old is not None
+    restarts = probe_stack.host_restarts
+    os.kill(old.pid, 9)  # not kill_host(): the instance crashes on its own
+    wait_until(
+        lambda: probe_stack.host_restarts == restarts + 1,
+        timeout_s=90,
+        what="a new function host",
+    )
+    new = probe_stack.children.get("host")
+    assert new is not None and new.pid != old.pid and new.poll() is None
+    doc_id = uuid.uuid4().hex
+    probe_stack.db.collection("probe_docs").document(doc_id).set({"n": 1})  # type: ignore[attr-defined]
+    wait_until(
+        lambda: results(probe_stack, fn="created", doc=doc_id), what="a trigger on the new host"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# the Firebase Storage web API (/v0), spoken the way the web SDK speaks it
+# ---------------------------------------------------------------------------------------
+def _v0(stack: LocalStack) -> str:
+    return f"http://{stack.client_env()['FIREBASE_STORAGE_EMULATOR_HOST']}/v0/b/{stack.settings.bucket}/o"
+
+
+def test_a_multipart_upload_is_the_same_object_and_fires_finalize(probe_stack: LocalStack):
+    """uploadBytes: multipart/related (JSON metadata, then the bytes)."""
+    name = f"probe/web-{uuid.uuid4().hex}.bin"
+    data = bytes(range(256)) * 40
+    boundary = "b0undary"
+    body = (
+        (
+            f"--{boundary}\r\nContent-Type: application/json; charset=utf-8\r\n\r\n"
+            + json.dumps(
+                {"name": name, "contentType": "application/x-probe", "metadata": {"k": "v"}}
+            )
+            + f"\r\n--{boundary}\r\nContent-Type: application/x-probe\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--".encode()
+    )
+    r = requests.post(
+        _v0(probe_stack),
+        params={"name": name},
+        data=body,
+        headers={
+            "X-Goog-Upload-Protocol": "multipart",
+            "Content-Type": f"multipart/related; boundary={boundary}",
+        },
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    meta = r.json()
+    assert meta["name"] == name and meta["size"] == str(len(data))
+    assert meta["contentType"] == "application/x-probe" and meta["metadata"] == {"k": "v"}
+    assert meta["downloadTokens"]
+    # the same object through the GCS API
+    blob = probe_stack.gcs.bucket(probe_stack.settings.bucket).get_blob(name)  # type: ignore[attr-defined]
+    assert blob.download_as_bytes() == data and str(blob.generation) == meta["generation"]
+    found = wait_until(lambda: results(probe_stack, fn="finalized", name=name), what="finalize")
+    assert found[0]["size"] == len(data)
+    # downloads: with the token, a byte range; a wrong token is refused
+    url = f"{_v0(probe_stack)}/{urllib.parse.quote(name, safe='')}"
+    full = requests.get(url, params={"alt": "media", "token": meta["downloadTokens"]}, timeout=30)
+    assert full.status_code == 200 and full.content == data
+    part = requests.get(url, params={"alt": "media"}, headers={"Range": "bytes=10-19"}, timeout=30)
+    assert part.status_code == 206 and part.content == data[10:20]
+    bad = requests.get(url, params={"alt": "media", "token": "not-the-token"}, timeout=30)
+    assert bad.status_code == 403
+
+
+def test_a_resumable_upload_in_chunks_and_metadata_of_a_server_side_object(probe_stack: LocalStack):
+    """uploadBytesResumable: start, upload chunks at offsets, query, finalize."""
+    name = f"probe/resumable-{uuid.uuid4().hex}.bin"
+    data = os.urandom(3 * 256 * 1024 + 123)
+    start = requests.post(
+        _v0(probe_stack),
+        params={"name": name},
+        json={"name": name, "contentType": "application/octet-stream"},
+        headers={
+            "X-Goog-Upload-Protocol": "resumable",
+            "X-Goog-Upload-Command": "start",
+            "X-Goog-Upload-Header-Content-Length": str(len(data)),
+            "X-Goog-Upload-Header-Content-Type": "application/octet-stream",
+        },
+        timeout=30,
+    )
+    assert start.status_code == 200 and start.headers["X-Goog-Upload-Status"] == "active"
+    session = start.headers["X-Goog-Upload-URL"]
+    chunk = 256 * 1024
+    for offset in range(0, len(data), chunk):
+        last = offset + chunk >= len(data)
+        r = requests.post(
+            session,
+            data=data[offset : offset + chunk],
+            headers={
+                "X-Goog-Upload-Command": "upload, finalize" if last else "upload",
+                "X-Goog-Upload-Offset": str(offset),
+            },
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        if not last:
+            q = requests.post(session, headers={"X-Goog-Upload-Command": "query"}, timeout=30)
+            assert q.headers["X-Goog-Upload-Size-Received"] == str(offset + chunk)
+    assert r.headers["X-Goog-Upload-Status"] == "final" and r.json()["size"] == str(len(data))
+    blob = probe_stack.gcs.bucket(probe_stack.settings.bucket).get_blob(name)  # type: ignore[attr-defined]
+    assert blob.download_as_bytes() == data
+    wait_until(lambda: results(probe_stack, fn="finalized", name=name), what="finalize")
+
+    # an object written server-side gets a download token when a client asks for it
+    other = f"probe/server-{uuid.uuid4().hex}.txt"
+    probe_stack.gcs.bucket(probe_stack.settings.bucket).blob(other).upload_from_string(b"hi")  # type: ignore[attr-defined]
+    meta = requests.get(
+        f"{_v0(probe_stack)}/{urllib.parse.quote(other, safe='')}", timeout=30
+    ).json()
+    assert meta["name"] == other and meta["size"] == "2" and meta["downloadTokens"]

@@ -224,6 +224,17 @@ describe("firestore.rules", { skip: firestoreSkip }, () => {
     await no(F.updateDoc(F.doc(alice(), "videos/v1"), { status: "complete" }));
   });
 
+  test("a listener may be attached before its job or video document exists", async () => {
+    await env.clearFirestore();
+    await ok(F.getDoc(F.doc(alice(), "videos/not-yet")));
+    await ok(F.getDoc(F.doc(alice(), "image_generation_jobs/not-yet")));
+    await ok(F.getDoc(F.doc(alice(), "videoJobs/not-yet")));
+    await no(F.getDoc(F.doc(anon(), "videos/not-yet")));
+    await no(F.getDoc(F.doc(alice(), "creations/not-yet")));
+    await seed("videos/v2", { userId: "alice", status: "processing" });
+    await no(F.getDoc(F.doc(bob(), "videos/v2")));
+  });
+
   test("storyboards and scenes belong to the storyboard's owner; outputs are backend-only", async () => {
     await env.clearFirestore();
     await ok(F.setDoc(F.doc(alice(), "storyboards/sb1"), { user_id: "alice", title: "t" }));

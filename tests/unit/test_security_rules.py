@@ -57,7 +57,7 @@ def doc_table(section: str) -> dict[str, dict[str, str]]:
     return rows
 
 
-OWNER_MARKERS = ("isUser(", "ownsExisting()", "storyboardOwner()", "newJob(")
+OWNER_MARKERS = ("isUser(", "ownsExisting()", "ownerOrMissing()", "storyboardOwner()", "newJob(")
 
 
 def check_cell(path: str, op: str, cell: str, cond: str | None) -> None:
