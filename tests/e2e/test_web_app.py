@@ -19,9 +19,9 @@ from firebase_admin import auth as admin_auth
 from google.cloud import firestore
 
 from core import ledger
+from devtools.media_factory import make_clip
 from local_stack.stack import LocalStack
 from tests.conftest import admin_app
-from tests.media_factory import make_clip
 
 CHROMIUM = Path("/usr/bin/chromium")
 OUT = Path(__file__).resolve().parents[2] / ".local" / "e2e"
