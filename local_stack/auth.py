@@ -7,9 +7,6 @@ it makes a custom token for the uid (unsigned, which only the Auth emulator acce
 exchanges it at `accounts:signInWithCustomToken` for an ID token. The user is created on
 first sign-in. Callables and the HTTP API verify the ID token with firebase_admin exactly
 as they verify production tokens (the host runs with FIREBASE_AUTH_EMULATOR_HOST set).
-
-`local_id_token` makes the same shape of token without an emulator (unsigned JWT); it is
-kept for code that runs the host without the stack's Auth emulator.
 """
 
 from __future__ import annotations
@@ -66,22 +63,3 @@ def sign_in(uid: str, *, auth_host: str, project_id: str) -> str:
         _cache[key] = (token, time.time() + 3000)
     return token
 
-
-def local_id_token(uid: str, project_id: str, *, email: str | None = None, **claims: Any) -> str:
-    """An unsigned ID token of the emulator's shape, made without an emulator."""
-    now = int(time.time())
-    payload: dict[str, Any] = {
-        "iss": f"https://securetoken.google.com/{project_id}",
-        "aud": project_id,
-        "auth_time": now,
-        "user_id": uid,
-        "sub": uid,
-        "iat": now,
-        "exp": now + 3600,
-        "firebase": {"identities": {}, "sign_in_provider": "custom"},
-        **claims,
-    }
-    if email:
-        payload["email"] = email
-        payload["email_verified"] = True
-    return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(payload)}."
