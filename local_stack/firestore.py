@@ -206,13 +206,17 @@ class OfficialFirestore:
     def changed(self) -> None:
         self._dirty.set()
 
-    def export(self) -> None:
-        """Write the data to <state_dir>/firestore (replacing the last export) if it changed."""
-        with self._export_lock:
-            self._export()
+    def export(self, *, always: bool = False) -> None:
+        """Write the data to <state_dir>/firestore (replacing the last export) if it changed.
 
-    def _export(self) -> None:
-        if self._export_dir is None or not self._dirty.is_set():
+        `always` is for the export at stop: a write acknowledged just before the signal may
+        not have reached us as a change event yet, so the dirty flag cannot be trusted then.
+        """
+        with self._export_lock:
+            self._export(always)
+
+    def _export(self, always: bool) -> None:
+        if self._export_dir is None or not (always or self._dirty.is_set()):
             return
         self._dirty.clear()
         tmp = self._export_dir.with_name("firestore.tmp")
@@ -292,7 +296,7 @@ class NpmFirestore:
     def changed(self) -> None:
         """Data is in memory only."""
 
-    def export(self) -> None:
+    def export(self, *, always: bool = False) -> None:
         """Data is in memory only."""
 
 

@@ -286,7 +286,7 @@ class LocalStack:
             self.web.stop()
         if self._own_firestore and self.children.get("firestore"):
             try:
-                self.firestore.export()
+                self.firestore.export(always=True)
             except Exception:
                 log.exception("could not export the Firestore data")
         self.children.close()

@@ -19,6 +19,7 @@ from firebase_admin import auth as admin_auth
 from google.cloud import firestore
 
 from core import ledger
+from devtools import ledger_audit
 from devtools.media_factory import make_clip
 from local_stack.stack import LocalStack
 from tests.conftest import admin_app
@@ -224,8 +225,8 @@ def test_d_a_creation_without_enough_tokens_is_refused_on_the_page_and_costs_not
     assert message.get_attribute("data-code") == "functions/resource-exhausted"
     assert page.inner_text("#balance") == "Balance: 10 tokens"
     # nothing was charged or created
-    assert ledger.audit(user.uid) == (10, 10)
-    assert [e["type"] for e in ledger.entries(user.uid)] == ["grant"]
+    assert ledger_audit.audit(user.uid) == (10, 10)
+    assert [e["type"] for e in ledger_audit.entries(user.uid)] == ["grant"]
     assert [
         d.id
         for d in db.collection("creations")
