@@ -343,9 +343,16 @@ def run_job(
     if job is None:
         return None
     job.log("job claimed", attempt=job.attempts)
+    carry_out(job, lambda: work(job, validate(model, job.data)))
+    return job
+
+
+def carry_out(job: Job, work: Callable[[], dict[str, Any] | None]) -> None:
+    """Run a claimed job's `work` and settle it: complete with the outputs it returns (None:
+    it finished the job itself, or the rest happens elsewhere), fail on a JobError or a
+    crash, stop quietly on LostClaim. Nothing escapes."""
     try:
-        spec = validate(model, job.data)
-        outputs = work(job, spec)
+        outputs = work()
         if outputs is not None:
             job.complete(**outputs)
     except LostClaim:
@@ -354,4 +361,3 @@ def run_job(
         job.fail(err)
     except Exception as exc:
         job.fail(crashed(exc, "job", jobId=job.id, userId=job.user_id))
-    return job

@@ -104,6 +104,20 @@ LIGHT_WITH_PROVIDER_KEYS = runtime(
     secrets=True,
 )  # fmt: skip
 
+# Provider callbacks: verify, then copy the output into Storage and finish the job (a few
+# seconds of work per generation; the provider's own time is spent on nobody's instance).
+PROVIDER_WEBHOOK = {
+    **runtime(
+        "generation", memory=options.MemoryOption.GB_1, cpu=1, timeout_sec=300, max_instances=20
+    ),
+    "secrets": [*config.PROVIDER_SECRETS, config.REPLICATE_WEBHOOK_SECRET],
+}
+# The sweep asks the provider about predictions whose callback never arrived.
+SWEEP = {
+    **runtime("api", memory=options.MemoryOption.GB_1, cpu=1, timeout_sec=540, max_instances=1),
+    "secrets": config.PROVIDER_SECRETS,
+}
+
 # --- task queues -----------------------------------------------------------------------
 # One scene of a multi-video job per task; it may run past the 540 s event limit and stays
 # under the job lease (renewed at every step). Scenes of all jobs share the concurrency

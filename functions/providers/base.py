@@ -20,9 +20,10 @@ a field or value of our request).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from core.errors import InvalidInput
 from core.vocabulary import ASPECT_RATIOS, AspectRatio, Resolution
@@ -123,3 +124,23 @@ class MediaProvider(Protocol):
     def takes_reference_image(self) -> bool:
         """Whether `ImageRequest.reference_image` reaches the image model."""
         ...
+
+
+@runtime_checkable
+class CallbackProvider(MediaProvider, Protocol):
+    """A provider that calls us back when a generation ends (Replicate's webhooks), so no
+    instance waits for it: `start_*` creates the generation and returns its id; the callback
+    (or `prediction(id)`, asked by the reconciler) carries the provider's view of it, which
+    `collect_*` turns into the same GeneratedMedia as `generate_*`. docs/webhooks.md."""
+
+    def start_image(self, request: ImageRequest, webhook: str) -> str: ...
+
+    def start_video(self, request: VideoRequest, webhook: str) -> str: ...
+
+    def prediction(self, prediction_id: str) -> dict[str, Any]: ...
+
+    def collect_image(self, prediction: Mapping[str, Any], work_dir: Path) -> GeneratedMedia: ...
+
+    def collect_video(self, prediction: Mapping[str, Any], work_dir: Path) -> GeneratedMedia: ...
+
+    def cancel(self, prediction_id: str) -> None: ...

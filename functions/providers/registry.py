@@ -16,6 +16,11 @@ at import, so deploys and cold starts stay cheap):
 read from params and the published schemas without building a client or needing its key,
 so request validation (callables, job documents) refuses what the model would refuse.
 
+`callbacks(provider)` is the one place that chooses between a webhook-driven generation and
+polling: the provider (Replicate) when it calls back and PROVIDER_WEBHOOK_URL is set, else
+None (poll in-process: the `local` provider, OpenAI, Veo, or no URL configured).
+`callback_provider(name)` builds it again where the callback is handled.
+
 Base URLs come from env REPLICATE_BASE_URL / OPENAI_BASE_URL / GEMINI_BASE_URL (unset
 in production; the local stack and tests point the SDKs at the fake provider API).
 """
@@ -27,7 +32,7 @@ from typing import Literal
 
 from core.errors import InvalidInput, ProviderError
 from providers import model_schemas
-from providers.base import MediaProvider, VideoLimits
+from providers.base import CallbackProvider, MediaProvider, VideoLimits
 
 Kind = Literal["image", "video"]
 PROVIDERS = ("local", "replicate", "openai", "veo")
@@ -48,6 +53,29 @@ def video_limits(choice: str | None = None) -> VideoLimits:
         return model_schemas.veo_video_limits(config.VEO_MODEL.value)
     # replicate, and local, which keeps to the limits of the Replicate model it stands in for
     return model_schemas.replicate_video_limits(config.REPLICATE_VIDEO_MODEL.value)
+
+
+def callbacks(provider: MediaProvider) -> CallbackProvider | None:
+    """`provider` when its generations should end by a callback instead of polling."""
+    from core import config
+
+    if not (config.PROVIDER_WEBHOOK_URL.value or "").strip():
+        return None
+    return provider if isinstance(provider, CallbackProvider) else None
+
+
+def webhook_url() -> str:
+    from core import config
+
+    return (config.PROVIDER_WEBHOOK_URL.value or "").strip()
+
+
+def callback_provider(name: str, kind: Kind) -> CallbackProvider:
+    """The provider a recorded prediction belongs to (ProviderError if it makes none)."""
+    provider = _build(name, kind)
+    if not isinstance(provider, CallbackProvider):
+        raise ProviderError(f"{name} does not call back", code="unsupported")
+    return provider
 
 
 def resolve(kind: Kind, choice: str | None = None) -> str:

@@ -1,0 +1,123 @@
+"""A provider prediction recorded on its job, so it is created once and finished once.
+
+A webhook-driven generation (docs/webhooks.md) keeps one map on the job document,
+`prediction`: {state, provider, kind, id, createdAt, finishingUntil}.
+
+    (none) --begin--> creating --created--> waiting --take--> finishing --> job completed|failed
+
+- `start` records the intent (`creating`) BEFORE the create request, and the id right after
+  it. A re-run of the job (a redelivered event, a re-driven crash) that finds a record never
+  creates again: it keeps waiting for the recorded prediction. A record still `creating`
+  (the instance died during the create request) is in doubt; the callback carries the job in
+  its URL, so it is adopted when it arrives, and the reconciler gives up at the deadline.
+- `take` is the transaction that lets exactly one of (the callback, a duplicate callback,
+  the reconciler) finish the job; a finisher that dies is replaced once `finishingUntil`
+  passes. The job's lease covers the provider's whole time limit while it waits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from google.cloud import firestore
+
+from core import config
+from core.lifecycle import Job, carry_out, lease_duration, now, resume
+from core.ownership import write_if_owner
+
+FIELD = "prediction"
+CREATING, WAITING, FINISHING = "creating", "waiting", "finishing"
+PENDING_STATES = (CREATING, WAITING, FINISHING)
+ENDED = ("succeeded", "failed", "canceled", "aborted")  # a prediction's terminal statuses
+
+Finisher = Callable[[Job, Mapping[str, Any]], dict[str, Any] | None]
+"""(job, the provider's finished prediction) -> outputs for `complete`, or None when it
+completed the job itself. Raises JobError for a failed prediction."""
+
+
+def deadline() -> timedelta:
+    """How long a prediction may take before the reconciler cancels it."""
+    return timedelta(seconds=int(config.PROVIDER_TIMEOUT_SECONDS.value))
+
+
+def webhook_for(base: str, job: Job) -> str:
+    """The callback URL of `job`'s prediction: the job's path rides in the query (the body
+    is the signed part; the path only routes, and is checked against the job's record)."""
+    sep = "&" if urlsplit(base).query else "?"
+    return f"{base}{sep}{urlencode({'job': f'{job.collection}/{job.id}'})}"
+
+
+def start(job: Job, provider: str, kind: str, base: str, create: Callable[[str], str]) -> str:
+    """Create `job`'s prediction once (see the module docstring); its id, or "" when a
+    create is in doubt. The job then waits, `processing`, for the callback."""
+    record = job.data.get(FIELD)
+    if isinstance(record, dict) and record.get("state") in PENDING_STATES:
+        pid = str(record.get("id") or "")
+        job.warn("prediction already recorded: not creating another", predictionId=pid,
+                 predictionState=record.get("state"))  # fmt: skip
+        job.update(leaseExpiresAt=_waiting_lease(record.get("createdAt")))
+        return pid
+    t = now()
+    intent = {"state": CREATING, "provider": provider, "kind": kind, "id": None, "createdAt": t}
+    job.update(**{FIELD: intent})
+    pid = create(webhook_for(base, job))
+    job.update(**{FIELD: {**intent, "state": WAITING, "id": pid}}, leaseExpiresAt=_waiting_lease(t))
+    job.log("prediction created; waiting for its callback", predictionId=pid, provider=provider)
+    return pid
+
+
+def _waiting_lease(created: object) -> datetime:
+    start_at = created if isinstance(created, datetime) else now()
+    return start_at + deadline() + lease_duration()
+
+
+def takeable(data: Mapping[str, Any], prediction_id: str | None, at: datetime) -> bool:
+    """May a finisher take this job for `prediction_id` now (pure)? While it is
+    `processing` and its record waits for that prediction (or is `creating`: the id was
+    never recorded), or a previous finisher's time ran out."""
+    record = data.get(FIELD)
+    if data.get("status") != "processing" or not isinstance(record, dict):
+        return False
+    state, recorded = record.get("state"), record.get("id")
+    if state == CREATING:
+        return True
+    if prediction_id is not None and recorded != prediction_id:
+        return False
+    if state == WAITING:
+        return True
+    until = record.get("finishingUntil")
+    return state == FINISHING and isinstance(until, datetime) and until < at
+
+
+def take(ref: firestore.DocumentReference, prediction_id: str | None) -> Job | None:
+    """The job, now `finishing` for this prediction and owned by the caller; None when it is
+    not ours to finish (done, another finisher, another prediction, gone)."""
+    t = now()
+
+    def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any]:
+        record = dict(data.get(FIELD) or {})
+        record.update(state=FINISHING, finishingUntil=t + lease_duration())
+        if prediction_id is not None:
+            record["id"] = prediction_id
+        return {FIELD: record, "updatedAt": t, "leaseExpiresAt": t + lease_duration()}
+
+    written = write_if_owner(ref, lambda d: takeable(d, prediction_id, t), write)
+    if written is None:
+        return None
+    return resume(ref, str(written.get("claimId") or ""))
+
+
+def finish(
+    ref: firestore.DocumentReference, prediction: Mapping[str, Any], finisher: Finisher
+) -> bool:
+    """Continue the job of a finished prediction exactly once; False if it was not ours."""
+    job = take(ref, str(prediction.get("id") or "") or None)
+    if job is None:
+        return False
+    job.log("prediction ended; finishing the job", predictionId=prediction.get("id"),
+            predictionStatus=prediction.get("status"))  # fmt: skip
+    carry_out(job, lambda: finisher(job, prediction))
+    return True
