@@ -62,7 +62,7 @@ def start(job: Job, provider: str, kind: str, base: str, create: Callable[[str],
         return pid
     t = now()
     intent = {"state": CREATING, "provider": provider, "kind": kind, "id": None, "createdAt": t}
-    job.update(**{FIELD: intent})
+    job.update(**{FIELD: intent}, leaseExpiresAt=_waiting_lease(t))
     pid = create(webhook_for(base, job))
     job.update(**{FIELD: {**intent, "state": WAITING, "id": pid}}, leaseExpiresAt=_waiting_lease(t))
     job.log("prediction created; waiting for its callback", predictionId=pid, provider=provider)

@@ -108,7 +108,7 @@ LIGHT_WITH_PROVIDER_KEYS = runtime(
 # seconds of work per generation; the provider's own time is spent on nobody's instance).
 PROVIDER_WEBHOOK = {
     **runtime(
-        "generation", memory=options.MemoryOption.GB_1, cpu=1, timeout_sec=300, max_instances=20
+        "generation", memory=options.MemoryOption.GB_1, cpu=1, timeout_sec=540, max_instances=20
     ),
     "secrets": [*config.PROVIDER_SECRETS, config.REPLICATE_WEBHOOK_SECRET],
 }

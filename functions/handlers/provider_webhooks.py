@@ -22,7 +22,7 @@ from firebase_functions import https_fn, logger
 from core import config, predictions
 from core.clients import db
 from core.vocabulary import is_id
-from core.webhooks import Refused, first_delivery, verify
+from core.webhooks import Refused, remember, seen, verify
 
 
 def handle(
@@ -46,18 +46,22 @@ def handle(
         return _answer(400, "not-a-prediction-of-ours")
     pid, status = str(prediction["id"]), str(prediction["status"])
     fields = {"predictionId": pid, "status": status, "job": f"{collection}/{job_id}"}
-    if not first_delivery(webhook_id, **fields):
+    if seen(webhook_id):
         logger.info("duplicate provider callback ignored", webhookId=webhook_id, jobId=job_id,
                     predictionId=pid)  # fmt: skip
         return _answer(200, "duplicate")
-    if status not in predictions.ENDED:
-        return _answer(200, "ignored")
-    ref = db().collection(collection).document(job_id)
-    if not predictions.finish(ref, prediction, finishers[collection]):
-        logger.info("provider callback for a job not waiting for it", webhookId=webhook_id,
-                    jobId=job_id, predictionId=pid)  # fmt: skip
-        return _answer(200, "ignored")
-    return _answer(200, "finished")
+    outcome = "ignored"
+    if status in predictions.ENDED:
+        ref = db().collection(collection).document(job_id)
+        if predictions.finish(ref, prediction, finishers[collection]):
+            outcome = "finished"
+        else:
+            logger.info("provider callback for a job not waiting for it", webhookId=webhook_id,
+                        jobId=job_id, predictionId=pid)  # fmt: skip
+    # recorded once handled: a sender's retry after a crash mid-way is handled again (only
+    # one finisher can take the job: core/predictions.py), a later replay is a duplicate
+    remember(webhook_id, outcome=outcome, **fields)
+    return _answer(200, outcome)
 
 
 def _prediction(body: bytes) -> dict[str, Any] | None:

@@ -165,6 +165,7 @@ class FakePrediction:
     webhook: str | None = None
     webhook_events_filter: list[str] | None = None
     released: threading.Event = field(default_factory=threading.Event)  # for ``hold``
+    answered: threading.Event = field(default_factory=threading.Event)  # create answered
     # set once the output media exists: a prediction is not reported finished before, so no
     # answer (a poll, a download) waits for ffmpeg, however busy the machine is
     rendered: threading.Event = field(default_factory=threading.Event)
@@ -407,6 +408,7 @@ class FakeProviderAPI:
     # --- webhook predictions: they run by themselves and call back ----------------------------
     def _run_with_callback(self, job: FakePrediction) -> None:
         job.rendered.wait()
+        job.answered.wait(self.hang_s + 30)  # never before its creator could know the id
         while job.scenario == "hold" and not job.released.wait(0.2):
             if self._stop.is_set():
                 return
@@ -694,7 +696,10 @@ class _Handler(BaseHTTPRequestHandler):
             threading.Thread(target=self.fake._run_with_callback, args=(job,), daemon=True).start()
         if scenario == "slow-create":  # created, but the answer comes late (kill the caller)
             self.fake._sleep(self.fake.hang_s)
-        self._send(201, self._prediction_json(job))
+        try:
+            self._send(201, self._prediction_json(job))
+        finally:
+            job.answered.set()
 
     def _replicate_get(self, job_id: str) -> None:
         job = self.fake._job(job_id)
