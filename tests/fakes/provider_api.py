@@ -111,7 +111,7 @@ _TERMINAL = ("succeeded", "failed", "canceled", "aborted")
 # top-level properties are refused since 2024-05, see
 # https://replicate.com/changelog/2024-05-01-improved-validation-for-api-prediction-payloads).
 _EVENTS = ["start", "output", "logs", "completed"]
-REPLICATE_CREATE = {
+REPLICATE_CREATE: dict[str, Any] = {
     "type": "object",
     "required": ["input"],
     "additionalProperties": False,
@@ -166,6 +166,7 @@ class FakePrediction:
     webhook_events_filter: list[str] | None = None
     released: threading.Event = field(default_factory=threading.Event)  # for ``hold``
     answered: threading.Event = field(default_factory=threading.Event)  # create answered
+    started: float = field(default_factory=time.monotonic)
     # set once the output media exists: a prediction is not reported finished before, so no
     # answer (a poll, a download) waits for ffmpeg, however busy the machine is
     rendered: threading.Event = field(default_factory=threading.Event)
@@ -179,6 +180,7 @@ class CallbackAttempt:
     url: str
     prediction_id: str
     status: int  # the receiver's HTTP status; 0 when it could not be reached
+    seconds: float = 0.0  # how long the receiver took to answer
 
 
 @dataclass(frozen=True)
@@ -233,10 +235,12 @@ class FakeProviderAPI:
         video_size: tuple[int, int] = (160, 90),
         video_duration_s: float | None = None,
         late_s: float = 3.0,
+        run_s: float = 0.0,
         callback_retry_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0),
     ) -> None:
         self.polls_until_done = polls_until_done
         self.late_s = late_s
+        self.run_s = run_s  # a prediction runs at least this long (the benchmark's stand-in)
         self.callback_retry_s = callback_retry_s
         self.webhook_secret = "whsec_" + base64.b64encode(uuid.uuid4().bytes * 2).decode()
         self.callbacks: list[CallbackAttempt] = []
@@ -409,6 +413,7 @@ class FakeProviderAPI:
     def _run_with_callback(self, job: FakePrediction) -> None:
         job.rendered.wait()
         job.answered.wait(self.hang_s + 30)  # never before its creator could know the id
+        self._sleep(job.started + self.run_s - time.monotonic())
         while job.scenario == "hold" and not job.released.wait(0.2):
             if self._stop.is_set():
                 return
@@ -441,6 +446,7 @@ class FakeProviderAPI:
                 "webhook-signature": signature,
             }
             req = urllib.request.Request(job.webhook, data=data.encode(), headers=headers)
+            sent = time.monotonic()
             try:
                 with urllib.request.urlopen(req, timeout=120) as resp:
                     status = int(resp.status)
@@ -449,7 +455,8 @@ class FakeProviderAPI:
             except OSError:
                 status = 0
             with self._lock:
-                self.callbacks.append(CallbackAttempt(webhook_id, job.webhook, job.id, status))
+                self.callbacks.append(CallbackAttempt(webhook_id, job.webhook, job.id, status,
+                                                      time.monotonic() - sent))  # fmt: skip
             if 200 <= status < 300 or 400 <= status < 500 or wait is None:
                 return
             self._sleep(wait)
@@ -484,6 +491,7 @@ class FakeProviderAPI:
             job.polls < self.polls_until_done
             or job.scenario == "slow"
             or (job.scenario == "hold" and not job.released.is_set())
+            or time.monotonic() - job.started < self.run_s
             or not job.rendered.is_set()
         ):
             pred["status"] = "processing"
@@ -519,7 +527,8 @@ class FakeProviderAPI:
             return self._jobs.get(job_id)
 
     def _sleep(self, seconds: float) -> None:
-        self._stop.wait(seconds)
+        if seconds > 0:
+            self._stop.wait(seconds)
 
 
 class _Handler(BaseHTTPRequestHandler):
