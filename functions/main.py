@@ -47,6 +47,7 @@ SWEEP_CHECKS = {"stalledQualities": stalled.fail_stalled_qualities}
 CALLBACK_FINISHERS = {
     image_jobs.COLLECTION: image_jobs.finish_from_prediction,
     video_jobs.COLLECTION: video_jobs.finish_from_prediction,
+    multi_video_jobs.COLLECTION: multi_video_jobs.finish_scene,
 }
 
 

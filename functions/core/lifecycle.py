@@ -102,7 +102,7 @@ class Job:
             fields = dict(change(current) or {})
             if "progress" in fields:
                 fields["progress"] = raised_progress(current.get("progress"), fields["progress"])
-            return {**fields, **_renewed()}
+            return {**_renewed(), **fields}
 
         written = self._write(write)
         self._progress = max(self._progress, int(written.get("progress") or 0))
@@ -136,7 +136,15 @@ class Job:
         return ok is not None
 
     def _write(self, change: Change) -> dict[str, Any]:
-        return write_as_owner(self.ref, holds_claim(self.claim_id), change)
+        def longest_lease(tx: firestore.Transaction, current: dict[str, Any]) -> dict[str, Any]:
+            # a renewal never shortens a lease set on purpose (a job waiting for a provider)
+            fields = dict(change(tx, current) or {})
+            held, wanted = current.get("leaseExpiresAt"), fields.get("leaseExpiresAt")
+            if isinstance(held, datetime) and isinstance(wanted, datetime) and held > wanted:
+                fields["leaseExpiresAt"] = held
+            return fields
+
+        return write_as_owner(self.ref, holds_claim(self.claim_id), longest_lease)
 
 
 AlsoWrite = Callable[[firestore.Transaction], None]

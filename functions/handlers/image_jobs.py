@@ -99,7 +99,9 @@ def generate_scene_image(job: Job, spec: ImageJob) -> None:
         _store(job, spec, provider.generate_image(request, tmp), method, tmp)
 
 
-def finish_from_prediction(job: Job, prediction: Mapping[str, Any]) -> None:
+def finish_from_prediction(
+    job: Job, prediction: Mapping[str, Any], slot: str | None = None
+) -> None:
     """The rest of `generate_scene_image` once the provider's prediction has ended."""
     spec = validate(ImageJob, job.data)
     record = job.data.get(predictions.FIELD) or {}

@@ -1,5 +1,6 @@
 """The provider callback: `POST providerwebhook?job={collection}/{job_id}` from Replicate.
 
+A job with several generations (a multi-video job's scenes) adds `&slot={scene}`.
 Answers, in this order:
 - 401 when the request is not a genuine, current callback (core/webhooks.py: Standard
   Webhooks signature under REPLICATE_WEBHOOK_SECRET, timestamp within 5 minutes);
@@ -40,12 +41,18 @@ def handle(
         return _answer(401, "invalid-signature")
     prediction = _prediction(body)
     collection, _, job_id = str(req.args.get("job", "")).partition("/")
-    if prediction is None or collection not in finishers or not is_id(job_id):
+    slot = req.args.get("slot") or None
+    if (
+        prediction is None
+        or collection not in finishers
+        or not is_id(job_id)
+        or (slot is not None and not is_id(slot))
+    ):
         logger.warn("provider callback for nothing we finish", webhookId=webhook_id,
                     job=req.args.get("job", "")[:300])  # fmt: skip
         return _answer(400, "not-a-prediction-of-ours")
     pid, status = str(prediction["id"]), str(prediction["status"])
-    fields = {"predictionId": pid, "status": status, "job": f"{collection}/{job_id}"}
+    fields = {"predictionId": pid, "status": status, "job": f"{collection}/{job_id}", "slot": slot}
     if seen(webhook_id):
         logger.info("duplicate provider callback ignored", webhookId=webhook_id, jobId=job_id,
                     predictionId=pid)  # fmt: skip
@@ -53,7 +60,7 @@ def handle(
     outcome = "ignored"
     if status in predictions.ENDED:
         ref = db().collection(collection).document(job_id)
-        if predictions.finish(ref, prediction, finishers[collection]):
+        if predictions.finish(ref, prediction, finishers[collection], slot):
             outcome = "finished"
         else:
             logger.info("provider callback for a job not waiting for it", webhookId=webhook_id,

@@ -51,27 +51,21 @@ def reconcile_predictions(
     limit = predictions.deadline()
     settled = 0
     for collection, finisher in finishers.items():
-        query = (
-            db()
-            .collection(collection)
-            .where(
-                filter=FieldFilter(
-                    f"{predictions.FIELD}.state", "in", list(predictions.PENDING_STATES)
-                )
-            )
-        )
+        query = db().collection(collection).where(filter=FieldFilter("status", "==", "processing"))
         for snap in query.stream():
-            data = snap.to_dict() or {}
-            record = data.get(predictions.FIELD) or {}
-            if data.get("status") != "processing":
-                continue
-            try:
-                if _settle(snap.reference, record, finisher, decide(record, t, after, limit), t,
-                           limit):  # fmt: skip
-                    settled += 1
-            except Exception as exc:  # one job's trouble must not stop the sweep
-                logger.error("could not reconcile a prediction", jobId=snap.id,
-                             collection=collection, error=repr(exc))  # fmt: skip
+            for slot, record in predictions.records(snap.to_dict() or {}).items():
+                try:
+                    decision = decide(record, t, after, limit)
+                    if _settle(snap.reference, record, finisher, decision, t, limit, slot):
+                        settled += 1
+                except Exception as exc:  # one job's trouble must not stop the sweep
+                    logger.error(
+                        "could not reconcile a prediction",
+                        jobId=snap.id,
+                        collection=collection,
+                        slot=slot,
+                        error=repr(exc),
+                    )
     logger.info("predictions reconciled", settled=settled)
     return settled
 
@@ -83,6 +77,7 @@ def _settle(
     decision: Decision,
     t: datetime,
     limit: timedelta,
+    slot: str | None,
 ) -> bool:
     if decision == "wait":
         return False
@@ -93,12 +88,12 @@ def _settle(
         if prediction.get("status") in predictions.ENDED:
             logger.warn("callback never arrived: finishing from the provider's answer",
                         jobId=ref.id, predictionId=pid)  # fmt: skip
-            return predictions.finish(ref, prediction, finisher)
+            return predictions.finish(ref, prediction, finisher, slot)
         created = record.get("createdAt")
         if not isinstance(created, datetime) or t - created <= limit:
             return False
         provider.cancel(pid)
-    job = predictions.take(ref, pid)
+    job = predictions.take(ref, pid, slot)
     if job is None:
         return False
     seconds = int(limit.total_seconds())

@@ -77,7 +77,9 @@ def generate_scene_video(job: Job, spec: VideoJob) -> None:
         _store(job, spec, clip)
 
 
-def finish_from_prediction(job: Job, prediction: Mapping[str, Any]) -> None:
+def finish_from_prediction(
+    job: Job, prediction: Mapping[str, Any], slot: str | None = None
+) -> None:
     """The rest of `generate_scene_video` once the provider's prediction has ended."""
     spec = validate(VideoJob, job.data)
     record = job.data.get(predictions.FIELD) or {}

@@ -24,7 +24,7 @@ from devtools.media_factory import make_image
 from local_stack.stack import LocalStack
 from media.probe import probe
 from tests.fakes.provider_api import FakeProviderAPI
-from tests.support.documents import job_document
+from tests.support.documents import job_document, scene
 from tests.watch import DocWatcher, run_job, wait_until
 
 pytestmark = pytest.mark.stack
@@ -215,3 +215,22 @@ def test_forged_tampered_stale_and_replayed_callbacks_change_nothing(
     other = requests.post(genuine.url, data=fresh_body, headers=fresh, timeout=30)
     assert other.status_code == 200 and other.json() == {"outcome": "ignored"}
     assert ref.get().to_dict()["completedAt"] == final["completedAt"]
+
+
+def test_multi_video_scenes_complete_from_their_callbacks(
+    webhooks: LocalStack, provider_api: FakeProviderAPI, db, bucket, seed_url
+):
+    tag = uuid.uuid4().hex[:8]
+    scenes = [scene(n, seed_url, f"harbour {tag} scene {n}") for n in (1, 2, 3)]
+    job_id, doc = job_document("multi_video_jobs", "user-hooks", scenes=scenes,
+                               provider="replicate", resolution="480p")  # fmt: skip
+    final, _ = run_job(db.collection("multi_video_jobs").document(job_id), doc, 180)
+    assert final["status"] == "completed", final.get("error")
+    assert [c["scene_number"] for c in final["clips"]] == [1, 2, 3]
+    for s in scenes:
+        (created,) = provider_api.predictions_for(s["description"])  # one create per scene
+        assert provider_api.requests_to(f"/v1/predictions/{created.id}", "GET") == []
+    records = final["slot_predictions"]
+    assert sorted(records) == ["1", "2", "3"] and all(r["id"] for r in records.values())
+    for c in final["clips"]:
+        assert bucket.blob(c["video_path"]).exists()

@@ -100,7 +100,7 @@ def test_finish_runs_the_finisher_once_and_completes(fake: FakeFirestore) -> Non
     ref = fake.document("video_generation_jobs/j1")
     calls: list[str] = []
 
-    def finisher(job: Job, prediction: Any) -> dict[str, Any]:
+    def finisher(job: Job, prediction: Any, slot: str | None) -> dict[str, Any]:
         calls.append(prediction["id"])
         return {"video_path": "users/u/videos/j1.mp4"}
 

@@ -77,7 +77,7 @@ def run(
     })  # fmt: skip
     finished: list[str] = []
 
-    def finisher(job: Job, prediction: Mapping[str, Any]) -> dict[str, Any]:
+    def finisher(job: Job, prediction: Mapping[str, Any], slot: str | None) -> dict[str, Any]:
         finished.append(str(prediction["id"]))
         return {"video_path": "v.mp4"}
 
