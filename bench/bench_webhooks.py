@@ -128,7 +128,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, float | None, float | 
             "s",
             hook["multi_video_s"],
             poll["multi_video_s"],
-            "multi-video scenes still poll (not converted yet): both columns poll",
+            note,
         ),
     ]
 
