@@ -19,6 +19,7 @@ from handlers import (
     composition_jobs,
     image_jobs,
     multi_video_jobs,
+    provider_polls,
     provider_webhooks,
     reconcile,
     sweep,
@@ -65,6 +66,11 @@ def handle_image_generation(
 def sweep_stuck_jobs(event: scheduler_fn.ScheduledEvent) -> None:
     reconcile.reconcile_predictions(CALLBACK_FINISHERS)  # first: before leases are judged
     sweep.sweep(SWEPT_COLLECTIONS, SWEEP_CHECKS)
+
+
+@tasks_fn.on_task_dispatched(**runtime.PROVIDER_POLL.options)
+def providerpoll(req: tasks_fn.CallableRequest) -> None:
+    provider_polls.handle(req, CALLBACK_FINISHERS)
 
 
 @https_fn.on_request(**runtime.PROVIDER_WEBHOOK)

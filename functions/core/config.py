@@ -62,6 +62,11 @@ PROVIDER_WEBHOOK_URL = params.StringParam(
     description="URL of the providerwebhook function (e.g. https://us-central1-PROJECT.cloudfunctions.net/providerwebhook); empty = poll the provider from the job's instance.",
 )
 REPLICATE_WEBHOOK_SECRET = params.SecretParam("REPLICATE_WEBHOOK_SECRET")
+POLL_FROM_TASKS = params.BoolParam(
+    "POLL_FROM_TASKS",
+    default=True,
+    description="Poll providers without callbacks (Veo) from short `providerpoll` task attempts instead of from the job's instance.",
+)
 WEBHOOK_RECONCILE_AFTER_SECONDS = params.IntParam(
     "WEBHOOK_RECONCILE_AFTER_SECONDS",
     default=120,

@@ -110,6 +110,18 @@ def start(
     return pid
 
 
+def poll_later(job: Job, slot: str | None = None) -> None:
+    """Queue the first short `providerpoll` attempt for a poll-only provider's generation
+    (its task id is deterministic: a re-run does not queue a second chain)."""
+    from core import runtime
+    from core.tasks import enqueue
+
+    payload = {"collection": job.collection, "job_id": job.id, "slot": slot}
+    task_id = f"{job.id}-poll-{slot or 'main'}-{job.attempts}"
+    if not enqueue(runtime.PROVIDER_POLL, payload, task_id=task_id, delay_s=runtime.POLL_DELAY_S):
+        job.log("provider poll already queued", taskId=task_id)
+
+
 def _waiting_lease(created: object) -> datetime:
     start_at = created if isinstance(created, datetime) else now()
     return start_at + deadline() + lease_duration()

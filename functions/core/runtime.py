@@ -139,6 +139,26 @@ MULTI_VIDEO_STEP = TaskQueue(
     ),
     dispatch_deadline_s=MULTI_VIDEO_STEP_TIMEOUT_S,
 )
+# One look at a poll-only provider's generation (Veo) per attempt: "not yet" answers 503 and
+# Cloud Tasks asks again after the backoff, so no instance waits between looks. 60 looks
+# 10 s apart outlast PROVIDER_TIMEOUT_SECONDS (420 s).
+PROVIDER_POLL = TaskQueue(
+    "providerpoll",
+    retry=options.RetryConfig(
+        max_attempts=60, min_backoff_seconds=10, max_backoff_seconds=10, max_doublings=0
+    ),
+    rate_limits=options.RateLimits(max_concurrent_dispatches=20),
+    resources=runtime(
+        "generation",
+        memory=options.MemoryOption.GB_1,
+        cpu=1,
+        timeout_sec=540,
+        max_instances=20,
+        secrets=True,
+    ),
+    dispatch_deadline_s=540,
+)
+POLL_DELAY_S = 10
 # One step (a segment, or the stitch) of a long-form job per task.
 LONGFORM_STEP = TaskQueue(
     "longformstep",

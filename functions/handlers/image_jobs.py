@@ -105,7 +105,7 @@ def finish_from_prediction(
     """The rest of `generate_scene_image` once the provider's prediction has ended."""
     spec = validate(ImageJob, job.data)
     record = job.data.get(predictions.FIELD) or {}
-    provider = registry.callback_provider(str(record.get("provider") or "replicate"), "image")
+    provider = registry.collector(str(record.get("provider") or "replicate"), "image")
     with work_dir(f"image-{job.id}") as tmp:
         _store(job, spec, provider.collect_image(prediction, tmp), _composite_method(spec), tmp)
 

@@ -188,7 +188,7 @@ def finish_scene(job: Job, prediction: Mapping[str, Any], slot: str | None) -> N
     index = _index(scenes, int(slot) if slot and slot.isdigit() else -1)
     scene = scenes[index]
     record = predictions.record_of(job.data, slot) or {}
-    provider = registry.callback_provider(str(record.get("provider") or "replicate"), "video")
+    provider = registry.collector(str(record.get("provider") or "replicate"), "video")
     path = scene_object_path(spec.user_id, job.id, scene.scene_number)
     try:
         with work_dir(f"multi-{job.id}-{scene.scene_number}") as tmp:

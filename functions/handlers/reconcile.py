@@ -83,7 +83,7 @@ def _settle(
         return False
     pid = str(record.get("id") or "") or None
     if decision == "ask" and pid is not None:
-        provider = registry.callback_provider(str(record.get("provider")), _kind(record))
+        provider = registry.collector(str(record.get("provider")), _kind(record))
         prediction = provider.prediction(pid)
         if prediction.get("status") in predictions.ENDED:
             logger.warn("callback never arrived: finishing from the provider's answer",

@@ -73,6 +73,13 @@ def generate_scene_video(job: Job, spec: VideoJob) -> None:
                 lambda hook: calling_back.start_video(request, hook),
             )  # fmt: skip
             return
+        polled = registry.polled(provider)
+        if polled is not None:  # short providerpoll attempts (handlers/provider_polls.py) go on
+            predictions.start(
+                job, provider.name, "video", "", lambda _: polled.begin_video(request)
+            )
+            predictions.poll_later(job)
+            return
         clip = probed_clip(provider.generate_video(request, tmp))
         _store(job, spec, clip)
 
@@ -83,7 +90,7 @@ def finish_from_prediction(
     """The rest of `generate_scene_video` once the provider's prediction has ended."""
     spec = validate(VideoJob, job.data)
     record = job.data.get(predictions.FIELD) or {}
-    provider = registry.callback_provider(str(record.get("provider") or "replicate"), "video")
+    provider = registry.collector(str(record.get("provider") or "replicate"), "video")
     with work_dir(f"video-{job.id}") as tmp:
         clip = probed_clip(provider.collect_video(prediction, tmp))
         _store(job, spec, clip)

@@ -127,15 +127,10 @@ class MediaProvider(Protocol):
 
 
 @runtime_checkable
-class CallbackProvider(MediaProvider, Protocol):
-    """A provider that calls us back when a generation ends (Replicate's webhooks), so no
-    instance waits for it: `start_*` creates the generation and returns its id; the callback
-    (or `prediction(id)`, asked by the reconciler) carries the provider's view of it, which
-    `collect_*` turns into the same GeneratedMedia as `generate_*`. docs/webhooks.md."""
-
-    def start_image(self, request: ImageRequest, webhook: str) -> str: ...
-
-    def start_video(self, request: VideoRequest, webhook: str) -> str: ...
+class Collector(MediaProvider, Protocol):
+    """A provider whose generation runs without us: `prediction(id)` is its view of it now
+    (`status` processing, succeeded, failed, ...), which `collect_*` turns into the same
+    GeneratedMedia as `generate_*` (or the error it ended with). docs/webhooks.md."""
 
     def prediction(self, prediction_id: str) -> dict[str, Any]: ...
 
@@ -144,3 +139,22 @@ class CallbackProvider(MediaProvider, Protocol):
     def collect_video(self, prediction: Mapping[str, Any], work_dir: Path) -> GeneratedMedia: ...
 
     def cancel(self, prediction_id: str) -> None: ...
+
+
+@runtime_checkable
+class CallbackProvider(Collector, Protocol):
+    """A provider that calls us back when a generation ends (Replicate's webhooks), so no
+    instance waits for it: `start_*` creates the generation with our webhook and returns
+    its id; the callback (or `prediction(id)`, asked by the reconciler) carries its end."""
+
+    def start_image(self, request: ImageRequest, webhook: str) -> str: ...
+
+    def start_video(self, request: VideoRequest, webhook: str) -> str: ...
+
+
+@runtime_checkable
+class PolledProvider(Collector, Protocol):
+    """A provider without callbacks (Veo's long-running operations): `begin_video` starts
+    the generation and returns its id; short task attempts ask `prediction(id)` later."""
+
+    def begin_video(self, request: VideoRequest) -> str: ...

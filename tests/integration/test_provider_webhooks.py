@@ -25,6 +25,7 @@ from local_stack.stack import LocalStack
 from media.probe import probe
 from tests.fakes.provider_api import FakeProviderAPI
 from tests.support.documents import job_document, scene
+from tests.support.stack import task_statuses
 from tests.watch import DocWatcher, run_job, wait_until
 
 pytestmark = pytest.mark.stack
@@ -43,6 +44,7 @@ def webhooks(stack: LocalStack, provider_api: FakeProviderAPI) -> Iterator[Local
         ALLOW_PROVIDER_OVERRIDE="true",
         MEDIA_PROVIDER="local",
         REPLICATE_API_TOKEN="r8_local_fake_token",
+        GEMINI_API_KEY="gm_local_fake_key",
     ):
         yield stack
 
@@ -234,3 +236,24 @@ def test_multi_video_scenes_complete_from_their_callbacks(
     assert sorted(records) == ["1", "2", "3"] and all(r["id"] for r in records.values())
     for c in final["clips"]:
         assert bucket.blob(c["video_path"]).exists()
+
+
+def test_a_poll_only_provider_is_polled_from_short_task_attempts(
+    webhooks: LocalStack, provider_api: FakeProviderAPI, db, bucket, seed_url
+):
+    """Veo has no callbacks: its operation is looked at once per `providerpoll` attempt,
+    and "not yet" is a 503 that Cloud Tasks retries after the backoff, so no instance waits."""
+    text = f"A lighthouse in fog {uuid.uuid4().hex[:8]}"
+    job_id, doc = job_document(VIDEOS, "user-hooks", image_url=seed_url, text=text,
+                               provider="veo", duration=4.0, resolution="720p")  # fmt: skip
+    final, _ = run_job(db.collection(VIDEOS).document(job_id), doc, 120)
+    assert final["status"] == "completed", final.get("error")
+    assert final["provider"] == "veo" and bucket.blob(final["video_path"]).exists()
+    assert provider_api.creates_for(text) == 1
+    (task_id,) = {d.event_id for d in webhooks.deliveries
+                  if d.function == "providerpoll" and job_id in d.subject}  # fmt: skip
+    statuses = task_statuses(webhooks, task_id)
+    assert statuses[-1] < 300 and 503 in statuses, f"not yet, then done: {statuses}"
+    trigger = [d for d in webhooks.deliveries
+               if d.function == "handle_video_generation" and job_id in d.subject]  # fmt: skip
+    assert len(trigger) == 1

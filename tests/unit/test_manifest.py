@@ -39,6 +39,7 @@ EXPECTED = {
     "publishcreation": ("callable", None),
     "generateapi": ("https", None),
     "providerwebhook": ("https", None),
+    "providerpoll": ("task", None),
     "creationworker": ("task", None),
     "cleanup_deleted_creation": ("firestore_deleted", "creations/{creation_id}"),
     "handle_video_upload": ("storage", None),

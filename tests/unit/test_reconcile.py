@@ -68,7 +68,7 @@ def run(
     monkeypatch: pytest.MonkeyPatch, fake: FakeFirestore, provider: FakeProvider, age_s: int,
     state: str = "waiting", pid: str | None = "p1",
 ) -> tuple[int, list[str]]:  # fmt: skip
-    monkeypatch.setattr(registry, "callback_provider", lambda name, kind: provider)
+    monkeypatch.setattr(registry, "collector", lambda name, kind: provider)
     created = datetime.now(UTC) - timedelta(seconds=age_s)
     fake.put("video_generation_jobs/j1", {
         "status": "processing", "claimId": "c1",
