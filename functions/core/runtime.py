@@ -107,9 +107,7 @@ LIGHT_WITH_PROVIDER_KEYS = runtime(
 # Provider callbacks: verify, then copy the output into Storage and finish the job (a few
 # seconds of work per generation; the provider's own time is spent on nobody's instance).
 PROVIDER_WEBHOOK = {
-    **runtime(
-        "generation", memory=options.MemoryOption.GB_1, cpu=1, timeout_sec=540, max_instances=20
-    ),
+    **GENERATION_JOB,
     "secrets": [*config.PROVIDER_SECRETS, config.REPLICATE_WEBHOOK_SECRET],
 }
 # The sweep asks the provider about predictions whose callback never arrived.
@@ -148,14 +146,7 @@ PROVIDER_POLL = TaskQueue(
         max_attempts=60, min_backoff_seconds=10, max_backoff_seconds=10, max_doublings=0
     ),
     rate_limits=options.RateLimits(max_concurrent_dispatches=20),
-    resources=runtime(
-        "generation",
-        memory=options.MemoryOption.GB_1,
-        cpu=1,
-        timeout_sec=540,
-        max_instances=20,
-        secrets=True,
-    ),
+    resources=GENERATION_JOB,
     dispatch_deadline_s=540,
 )
 POLL_DELAY_S = 10
