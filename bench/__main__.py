@@ -80,7 +80,14 @@ def collect(quick: bool) -> dict[str, Any]:
             results["callable"] = callable_latency(stack)
     finally:
         stack.stop()
-    for name in ("bench_web", "bench_compose", "bench_creations", "memory", "bench_streaming"):
+    for name in (
+        "bench_web",
+        "bench_compose",
+        "bench_creations",
+        "bench_webhooks",
+        "memory",
+        "bench_streaming",
+    ):
         try:
             module = importlib.import_module(f"bench.{name}")
         except ModuleNotFoundError:
@@ -155,6 +162,11 @@ def rows(r: dict[str, Any]) -> list[Row]:
                     f"{f['ours_x_realtime']}x realtime (plain {f['plain_x_realtime']}x)",
                 )
             )
+    wh = r.get("bench_webhooks", {})
+    if isinstance(wh, dict) and "webhook" in wh:
+        from bench import bench_webhooks
+
+        out.extend(bench_webhooks.rows(wh))
     cr = r.get("bench_creations", {})
     if isinstance(cr, dict) and "throughput_many_users" in cr:
         tp = cr["throughput_many_users"]

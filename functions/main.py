@@ -15,7 +15,16 @@ from core.clients import bucket_name, init_app
 from core.operations import call
 from creations import create, drafts, http_api, worker
 from creations import document as creation_document
-from handlers import composition_jobs, image_jobs, multi_video_jobs, sweep, video_jobs
+from handlers import (
+    composition_jobs,
+    image_jobs,
+    multi_video_jobs,
+    provider_polls,
+    provider_webhooks,
+    reconcile,
+    sweep,
+    video_jobs,
+)
 from longform import callables as longform_callables
 from longform import job as longform_job
 from longform import step as longform_step
@@ -35,6 +44,12 @@ SWEPT_COLLECTIONS = (
     video_document.SWEPT,
 )
 SWEEP_CHECKS = {"stalledQualities": stalled.fail_stalled_qualities}
+# The job kinds whose generations a provider callback finishes (docs/webhooks.md).
+CALLBACK_FINISHERS = {
+    image_jobs.COLLECTION: image_jobs.finish_from_prediction,
+    video_jobs.COLLECTION: video_jobs.finish_from_prediction,
+    multi_video_jobs.COLLECTION: multi_video_jobs.finish_scene,
+}
 
 
 @firestore_fn.on_document_created(
@@ -47,9 +62,20 @@ def handle_image_generation(
         image_jobs.handle(event.data.reference, event.id)
 
 
-@scheduler_fn.on_schedule(schedule="every 5 minutes", **runtime.LIGHT)
+@scheduler_fn.on_schedule(schedule="every 5 minutes", **runtime.SWEEP)
 def sweep_stuck_jobs(event: scheduler_fn.ScheduledEvent) -> None:
+    reconcile.reconcile_predictions(CALLBACK_FINISHERS)  # first: before leases are judged
     sweep.sweep(SWEPT_COLLECTIONS, SWEEP_CHECKS)
+
+
+@tasks_fn.on_task_dispatched(**runtime.PROVIDER_POLL.options)
+def providerpoll(req: tasks_fn.CallableRequest) -> None:
+    provider_polls.handle(req, CALLBACK_FINISHERS)
+
+
+@https_fn.on_request(**runtime.PROVIDER_WEBHOOK)
+def providerwebhook(req: https_fn.Request) -> https_fn.Response:
+    return provider_webhooks.handle(req, CALLBACK_FINISHERS)
 
 
 @https_fn.on_call(**runtime.LIGHT_WITH_PROVIDER_KEYS)

@@ -85,6 +85,9 @@ class StackSettings:
     run_schedules: bool = True
     task_backoff_scale: float = 1.0
     host_env: dict[str, str] = field(default_factory=dict)
+    # Replicate generations end by a signed callback to the host's own `providerwebhook`
+    # function (PROVIDER_WEBHOOK_URL), as in production; False: they poll (docs/webhooks.md)
+    provider_webhooks: bool = False
     control_port: int = 0  # 0 = pick a free port
     host_port: int = 0
     firestore_port: int = 0
@@ -196,6 +199,8 @@ class LocalStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.settings.provider_webhooks:
+            env["PROVIDER_WEBHOOK_URL"] = self.function_url("providerwebhook")
         env.update(self.settings.host_env)
         return env
 

@@ -54,6 +54,24 @@ PROVIDER_TIMEOUT_SECONDS = params.IntParam(
     default=420,
     description="Longest one generation may take at a provider (Replicate prediction, Veo operation, OpenAI request); then the job fails with provider-timeout.",
 )
+# Webhook-driven generations (docs/webhooks.md): with a URL, Replicate generations create the
+# prediction with this webhook and the invocation ends; empty: they poll as before.
+PROVIDER_WEBHOOK_URL = params.StringParam(
+    "PROVIDER_WEBHOOK_URL",
+    default="",
+    description="URL of the providerwebhook function (e.g. https://us-central1-PROJECT.cloudfunctions.net/providerwebhook); empty = poll the provider from the job's instance.",
+)
+REPLICATE_WEBHOOK_SECRET = params.SecretParam("REPLICATE_WEBHOOK_SECRET")
+POLL_FROM_TASKS = params.BoolParam(
+    "POLL_FROM_TASKS",
+    default=True,
+    description="Poll providers without callbacks (Veo) from short `providerpoll` task attempts instead of from the job's instance.",
+)
+WEBHOOK_RECONCILE_AFTER_SECONDS = params.IntParam(
+    "WEBHOOK_RECONCILE_AFTER_SECONDS",
+    default=120,
+    description="The sweep asks the provider about a prediction whose callback has not arrived this long after it was created.",
+)
 PROVIDER_REQUEST_TIMEOUT_SECONDS = params.IntParam(
     "PROVIDER_REQUEST_TIMEOUT_SECONDS",
     default=30,

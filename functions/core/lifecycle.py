@@ -102,7 +102,7 @@ class Job:
             fields = dict(change(current) or {})
             if "progress" in fields:
                 fields["progress"] = raised_progress(current.get("progress"), fields["progress"])
-            return {**fields, **_renewed()}
+            return {**_renewed(), **fields}
 
         written = self._write(write)
         self._progress = max(self._progress, int(written.get("progress") or 0))
@@ -136,7 +136,15 @@ class Job:
         return ok is not None
 
     def _write(self, change: Change) -> dict[str, Any]:
-        return write_as_owner(self.ref, holds_claim(self.claim_id), change)
+        def longest_lease(tx: firestore.Transaction, current: dict[str, Any]) -> dict[str, Any]:
+            # a renewal never shortens a lease set on purpose (a job waiting for a provider)
+            fields = dict(change(tx, current) or {})
+            held, wanted = current.get("leaseExpiresAt"), fields.get("leaseExpiresAt")
+            if isinstance(held, datetime) and isinstance(wanted, datetime) and held > wanted:
+                fields["leaseExpiresAt"] = held
+            return fields
+
+        return write_as_owner(self.ref, holds_claim(self.claim_id), longest_lease)
 
 
 AlsoWrite = Callable[[firestore.Transaction], None]
@@ -343,9 +351,16 @@ def run_job(
     if job is None:
         return None
     job.log("job claimed", attempt=job.attempts)
+    carry_out(job, lambda: work(job, validate(model, job.data)))
+    return job
+
+
+def carry_out(job: Job, work: Callable[[], dict[str, Any] | None]) -> None:
+    """Run a claimed job's `work` and settle it: complete with the outputs it returns (None:
+    it finished the job itself, or the rest happens elsewhere), fail on a JobError or a
+    crash, stop quietly on LostClaim. Nothing escapes."""
     try:
-        spec = validate(model, job.data)
-        outputs = work(job, spec)
+        outputs = work()
         if outputs is not None:
             job.complete(**outputs)
     except LostClaim:
@@ -354,4 +369,3 @@ def run_job(
         job.fail(err)
     except Exception as exc:
         job.fail(crashed(exc, "job", jobId=job.id, userId=job.user_id))
-    return job

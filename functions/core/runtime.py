@@ -104,6 +104,18 @@ LIGHT_WITH_PROVIDER_KEYS = runtime(
     secrets=True,
 )  # fmt: skip
 
+# Provider callbacks: verify, then copy the output into Storage and finish the job (a few
+# seconds of work per generation; the provider's own time is spent on nobody's instance).
+PROVIDER_WEBHOOK = {
+    **GENERATION_JOB,
+    "secrets": [*config.PROVIDER_SECRETS, config.REPLICATE_WEBHOOK_SECRET],
+}
+# The sweep asks the provider about predictions whose callback never arrived.
+SWEEP = {
+    **runtime("api", memory=options.MemoryOption.GB_1, cpu=1, timeout_sec=540, max_instances=1),
+    "secrets": config.PROVIDER_SECRETS,
+}
+
 # --- task queues -----------------------------------------------------------------------
 # One scene of a multi-video job per task; it may run past the 540 s event limit and stays
 # under the job lease (renewed at every step). Scenes of all jobs share the concurrency
@@ -125,6 +137,19 @@ MULTI_VIDEO_STEP = TaskQueue(
     ),
     dispatch_deadline_s=MULTI_VIDEO_STEP_TIMEOUT_S,
 )
+# One look at a poll-only provider's generation (Veo) per attempt: "not yet" answers 503 and
+# Cloud Tasks asks again after the backoff, so no instance waits between looks. 60 looks
+# 10 s apart outlast PROVIDER_TIMEOUT_SECONDS (420 s).
+PROVIDER_POLL = TaskQueue(
+    "providerpoll",
+    retry=options.RetryConfig(
+        max_attempts=60, min_backoff_seconds=10, max_backoff_seconds=10, max_doublings=0
+    ),
+    rate_limits=options.RateLimits(max_concurrent_dispatches=20),
+    resources=GENERATION_JOB,
+    dispatch_deadline_s=540,
+)
+POLL_DELAY_S = 10
 # One step (a segment, or the stitch) of a long-form job per task.
 LONGFORM_STEP = TaskQueue(
     "longformstep",

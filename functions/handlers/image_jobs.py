@@ -7,25 +7,30 @@ ends `completed` with image_url/image_path, and the scene document
 Product compositing (COMPOSITE_METHOD): `pillow` pastes the product photo onto the generated
 scene; `model` makes one generation with the product photo as the reference image (a model
 that takes one, e.g. REPLICATE_COMPOSITE_MODEL), else the job fails `misconfigured` before
-anything is generated. docs/job-status.md.
+anything is generated. docs/job-status.md. With a provider that calls back, the job records
+its prediction and the invocation ends; `finish_from_prediction` goes on from the callback
+(docs/webhooks.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core import config, storage
+from core import config, predictions, storage
 from core.clients import db
 from core.errors import InvalidInput, JobError
-from core.lifecycle import Job, SweptCollection, run_job, work_dir
+from core.lifecycle import Job, SweptCollection, run_job, validate, work_dir
 from core.safe_fetch import fetch_url
 from core.vocabulary import Id
 from media.images import composite_product, image_size
-from providers.base import ImageRequest
+from providers import registry
+from providers.base import GeneratedMedia, ImageRequest
 from providers.registry import get_provider
 
 COLLECTION = "image_generation_jobs"
@@ -65,9 +70,7 @@ def handle(document: firestore.DocumentReference, event_id: str) -> None:
 
 def generate_scene_image(job: Job, spec: ImageJob) -> None:
     provider = get_provider("image")
-    method = config.COMPOSITE_METHOD.value if spec.use_product_composite else "none"
-    if method not in ("none", "pillow", "model"):
-        raise JobError(f"unknown COMPOSITE_METHOD {method!r}", code="misconfigured")
+    method = _composite_method(spec)
     if method == "model" and not provider.takes_reference_image():
         raise JobError(
             f"COMPOSITE_METHOD=model needs an image provider whose model takes a reference "
@@ -86,16 +89,45 @@ def generate_scene_image(job: Job, spec: ImageJob) -> None:
                 prompt=f"{spec.prompt}. Feature {name} naturally in the scene.",
                 reference_image=product,
             )
-        generated = provider.generate_image(request, tmp)
-        job.progress(60)
-        image = generated.path
-        if method == "pillow" and spec.product_id:
-            product, _ = _product_image(spec.product_id, tmp)
-            image = composite_product(image, product, tmp / "composite.png")
-            job.progress(80)
-        path = f"users/{spec.user_id}/images/{job.id}.png"
-        url = storage.upload_file(image, path, "image/png")
-        w, h = image_size(image)
+        calling_back = registry.callbacks(provider)
+        if calling_back is not None:  # the callback (handlers/provider_webhooks.py) goes on
+            predictions.start(
+                job, provider.name, "image", registry.webhook_url(),
+                lambda hook: calling_back.start_image(request, hook),
+            )  # fmt: skip
+            return
+        _store(job, spec, provider.generate_image(request, tmp), method, tmp)
+
+
+def finish_from_prediction(
+    job: Job, prediction: Mapping[str, Any], slot: str | None = None
+) -> None:
+    """The rest of `generate_scene_image` once the provider's prediction has ended."""
+    spec = validate(ImageJob, job.data)
+    record = job.data.get(predictions.FIELD) or {}
+    provider = registry.collector(str(record.get("provider") or "replicate"), "image")
+    with work_dir(f"image-{job.id}") as tmp:
+        _store(job, spec, provider.collect_image(prediction, tmp), _composite_method(spec), tmp)
+
+
+def _composite_method(spec: ImageJob) -> str:
+    method = config.COMPOSITE_METHOD.value if spec.use_product_composite else "none"
+    if method not in ("none", "pillow", "model"):
+        raise JobError(f"unknown COMPOSITE_METHOD {method!r}", code="misconfigured")
+    return str(method)
+
+
+def _store(job: Job, spec: ImageJob, generated: GeneratedMedia, method: str, tmp: Path) -> None:
+    """Composite (pillow), copy into our Storage, complete the job and its scene together."""
+    job.progress(60)
+    image = generated.path
+    if method == "pillow" and spec.product_id:
+        product, _ = _product_image(spec.product_id, tmp)
+        image = composite_product(image, product, tmp / "composite.png")
+        job.progress(80)
+    path = f"users/{spec.user_id}/images/{job.id}.png"
+    url = storage.upload_file(image, path, "image/png")
+    w, h = image_size(image)
     job.progress(95)
     scene = db().document(f"storyboards/{spec.storyboard_id}/scenes/{spec.scene_id}")
     scene_fields = {

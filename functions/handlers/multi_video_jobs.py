@@ -5,7 +5,9 @@ anything is paid for, and enqueues the first MULTI_VIDEO_PARALLEL scenes on `mul
 Each task (`handle_step`) resumes the claim and generates ONE scene (providers/clips.py),
 records it in `clips` (never twice: the clip list, then the stored object, are checked
 first) and enqueues the next scene of its lane; the step that records the last scene
-completes the job. The task attempt (core/task_attempt.py) settles failures.
+completes the job. The task attempt (core/task_attempt.py) settles failures. With a provider
+that calls back, a step records its scene's prediction (slot = scene number) and ends;
+`finish_scene` stores the clip and goes on from the callback (docs/webhooks.md).
 docs/video-jobs.md, "Why steps, and how".
 """
 
@@ -19,7 +21,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from core import config, runtime, storage
+from core import config, predictions, runtime, storage
 from core.clients import bucket, db
 from core.errors import InvalidInput, JobError, named
 from core.lifecycle import Job, SweptCollection, resume, run_job, validate, work_dir
@@ -33,12 +35,17 @@ from core.vocabulary import (
     Url,
     require_unique_scene_numbers,
 )
+from providers import registry
+from providers.base import CallbackProvider, MediaProvider
 from providers.clips import (
+    Clip,
     ClipOptions,
     check_duration,
     choose_provider,
+    clip_request,
     fetch_seed_image,
     generate_clip,
+    probed_clip,
 )
 
 COLLECTION = "multi_video_jobs"
@@ -151,9 +158,7 @@ def handle_step(req: https_fn.CallableRequest[Any]) -> None:
 
 def run_scene(job: Job, spec: MultiVideoJob, scene_number: int) -> None:
     scenes = spec.ordered()
-    index = next((i for i, s in enumerate(scenes) if s.scene_number == scene_number), None)
-    if index is None:
-        raise InvalidInput(f"scenes: no scene number {scene_number}")
+    index = _index(scenes, scene_number)
     scene = scenes[index]
     state = job.data
     if _find(_clips(state), scene_number) is None:
@@ -161,13 +166,51 @@ def run_scene(job: Job, spec: MultiVideoJob, scene_number: int) -> None:
         path = scene_object_path(spec.user_id, job.id, scene_number)
         clip = _stored_clip(path, scene_number)
         if clip is None:
-            clip = _generate(job, spec, scene, index, path)
+            provider = choose_provider(spec.provider)
+            calling_back = registry.callbacks(provider)
+            if calling_back is not None:  # finish_scene goes on from the callback
+                _start_scene(job, spec, scene, index, calling_back)
+                return
+            clip = _generate(job, spec, scene, index, path, provider)
         else:
             job.log(
                 "scene found in Storage; recorded without generating it again", scene=scene_number
             )
         total = len(scenes)
         state = job.modify(lambda current: _append(current, clip, total))
+    _go_on(job, scenes, index, state)
+
+
+def finish_scene(job: Job, prediction: Mapping[str, Any], slot: str | None) -> None:
+    """The rest of `run_scene` once the scene's prediction (slot = scene number) ended."""
+    spec = validate(MultiVideoJob, job.data)
+    scenes = spec.ordered()
+    index = _index(scenes, int(slot) if slot and slot.isdigit() else -1)
+    scene = scenes[index]
+    record = predictions.record_of(job.data, slot) or {}
+    provider = registry.collector(str(record.get("provider") or "replicate"), "video")
+    path = scene_object_path(spec.user_id, job.id, scene.scene_number)
+    try:
+        with work_dir(f"multi-{job.id}-{scene.scene_number}") as tmp:
+            clip = _store_scene(
+                job, scene, path, probed_clip(provider.collect_video(prediction, tmp))
+            )
+    except JobError as err:
+        raise named(err, f"scene {scene.scene_number}") from None
+    total = len(scenes)
+    state = job.modify(lambda current: _append(current, clip, total))
+    _go_on(job, scenes, index, state)
+
+
+def _index(scenes: list[SceneSpec], scene_number: int) -> int:
+    index = next((i for i, s in enumerate(scenes) if s.scene_number == scene_number), None)
+    if index is None:
+        raise InvalidInput(f"scenes: no scene number {scene_number}")
+    return index
+
+
+def _go_on(job: Job, scenes: list[SceneSpec], index: int, state: Mapping[str, Any]) -> None:
+    """Complete the job once every scene is recorded, else queue this lane's next scene."""
     done = {c["scene_number"] for c in _clips(state)}
     if all(s.scene_number in done for s in scenes):
         clips = sorted(_clips(state), key=lambda c: int(c["scene_number"]))
@@ -180,14 +223,33 @@ def run_scene(job: Job, spec: MultiVideoJob, scene_number: int) -> None:
         _enqueue(job, scenes[index + parallel].scene_number)
 
 
+def _start_scene(
+    job: Job, spec: MultiVideoJob, scene: SceneSpec, index: int, provider: CallbackProvider
+) -> None:
+    with work_dir(f"multi-{job.id}-{scene.scene_number}") as tmp:
+        seed = fetch_seed_image(
+            scene.seed_image_url, tmp / "seed-image", field=f"scenes[{index}].seed_image_url"
+        )
+        request = clip_request(
+            image=seed,
+            prompt=scene.description,
+            duration_s=scene.duration,
+            aspect_ratio=spec.aspect_ratio,
+            resolution=spec.resolution,
+        )
+        predictions.start(
+            job, provider.name, "video", registry.webhook_url(),
+            lambda hook: provider.start_video(request, hook), slot=str(scene.scene_number),
+        )  # fmt: skip
+
+
 def scene_object_path(user_id: str, job_id: str, scene_number: int) -> str:
     return f"users/{user_id}/multi_videos/{job_id}/scene-{scene_number}.mp4"
 
 
 def _generate(
-    job: Job, spec: MultiVideoJob, scene: SceneSpec, index: int, path: str
+    job: Job, spec: MultiVideoJob, scene: SceneSpec, index: int, path: str, provider: MediaProvider
 ) -> dict[str, Any]:
-    provider = choose_provider(spec.provider)
     with work_dir(f"multi-{job.id}-{scene.scene_number}") as tmp:
         seed = fetch_seed_image(
             scene.seed_image_url, tmp / "seed-image", field=f"scenes[{index}].seed_image_url"
@@ -202,25 +264,30 @@ def _generate(
             resolution=spec.resolution,
             work=tmp,
         )
-        duration = round(clip.info.duration_s, 3)
-        meta = {
-            "jobId": job.id,
-            "sceneNumber": str(scene.scene_number),
-            "durationS": f"{duration:.3f}",
-        }
-        try:
-            # write-once: if a concurrent run of this step (at-least-once task delivery)
-            # stored the scene first, keep its object (and the token in its URL)
-            url = storage.upload_file(
-                clip.path, path, "video/mp4", metadata=meta, if_generation_match=0
-            )
-        except gexc.PreconditionFailed:
-            stored = _stored_clip(path, scene.scene_number)
-            if stored is not None:
-                job.log("scene stored by a concurrent step; keeping it", scene=scene.scene_number)
-                return stored
-            # an object that is not one of ours (no metadata): replace it
-            url = storage.upload_file(clip.path, path, "video/mp4", metadata=meta)
+        return _store_scene(job, scene, path, clip)
+
+
+def _store_scene(job: Job, scene: SceneSpec, path: str, clip: Clip) -> dict[str, Any]:
+    """Copy the scene's clip into our Storage (write-once); the clip entry to record."""
+    duration = round(clip.info.duration_s, 3)
+    meta = {
+        "jobId": job.id,
+        "sceneNumber": str(scene.scene_number),
+        "durationS": f"{duration:.3f}",
+    }
+    try:
+        # write-once: if a concurrent run of this step (at-least-once task delivery)
+        # stored the scene first, keep its object (and the token in its URL)
+        url = storage.upload_file(
+            clip.path, path, "video/mp4", metadata=meta, if_generation_match=0
+        )
+    except gexc.PreconditionFailed:
+        stored = _stored_clip(path, scene.scene_number)
+        if stored is not None:
+            job.log("scene stored by a concurrent step; keeping it", scene=scene.scene_number)
+            return stored
+        # an object that is not one of ours (no metadata): replace it
+        url = storage.upload_file(clip.path, path, "video/mp4", metadata=meta)
     job.log(
         "scene generated",
         scene=scene.scene_number,

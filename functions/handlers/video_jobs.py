@@ -4,24 +4,33 @@ The seed image is fetched safely, animated by the configured video provider (a s
 from providers/clips.py, shared with multi-video jobs), probed and stored at
 `users/{uid}/videos/{job_id}.mp4`; the job ends `completed` with video_url, video_path,
 duration and resolution, and the scene document `storyboards/{sid}/scenes/{id}` gets the
-same fields in the same transaction. The contract: docs/video-jobs.md.
+same fields in the same transaction. The contract: docs/video-jobs.md. With a provider that
+calls back (providers/registry.py `callbacks`), the job records its prediction and the
+invocation ends; `finish_from_prediction` stores the clip when the callback comes
+(docs/webhooks.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from google.cloud import firestore
 from pydantic import ConfigDict, Field
 
-from core import storage
+from core import predictions, storage
 from core.clients import db
-from core.lifecycle import Job, SweptCollection, run_job, work_dir
+from core.lifecycle import Job, SweptCollection, run_job, validate, work_dir
 from core.vocabulary import Id, Url
+from providers import registry
 from providers.clips import (
+    Clip,
     ClipOptions,
     check_duration,
     choose_provider,
+    clip_request,
     fetch_seed_image,
-    generate_clip,
+    probed_clip,
 )
 
 COLLECTION = "video_generation_jobs"
@@ -50,23 +59,53 @@ def generate_scene_video(job: Job, spec: VideoJob) -> None:
     with work_dir(f"video-{job.id}") as tmp:
         seed = fetch_seed_image(spec.image_url, tmp / "seed-image", field="image_url")
         job.progress(15)
-        clip = generate_clip(
-            provider,
+        request = clip_request(
             image=seed,
             prompt=spec.text,
             duration_s=spec.duration,
             aspect_ratio=spec.aspect_ratio,
             resolution=spec.resolution,
-            work=tmp,
         )
-        job.progress(80)
-        path = f"users/{spec.user_id}/videos/{job.id}.mp4"
-        url = storage.upload_file(
-            clip.path,
-            path,
-            "video/mp4",
-            metadata={"jobId": job.id, "durationS": f"{clip.info.duration_s:.3f}"},
-        )
+        calling_back = registry.callbacks(provider)
+        if calling_back is not None:  # the callback (handlers/provider_webhooks.py) goes on
+            predictions.start(
+                job, provider.name, "video", registry.webhook_url(),
+                lambda hook: calling_back.start_video(request, hook),
+            )  # fmt: skip
+            return
+        polled = registry.polled(provider)
+        if polled is not None:  # short providerpoll attempts (handlers/provider_polls.py) go on
+            predictions.start(
+                job, provider.name, "video", "", lambda _: polled.begin_video(request)
+            )
+            predictions.poll_later(job)
+            return
+        clip = probed_clip(provider.generate_video(request, tmp))
+        _store(job, spec, clip)
+
+
+def finish_from_prediction(
+    job: Job, prediction: Mapping[str, Any], slot: str | None = None
+) -> None:
+    """The rest of `generate_scene_video` once the provider's prediction has ended."""
+    spec = validate(VideoJob, job.data)
+    record = job.data.get(predictions.FIELD) or {}
+    provider = registry.collector(str(record.get("provider") or "replicate"), "video")
+    with work_dir(f"video-{job.id}") as tmp:
+        clip = probed_clip(provider.collect_video(prediction, tmp))
+        _store(job, spec, clip)
+
+
+def _store(job: Job, spec: VideoJob, clip: Clip) -> None:
+    """Copy the clip into our Storage, then complete the job and its scene together."""
+    job.progress(80)
+    path = f"users/{spec.user_id}/videos/{job.id}.mp4"
+    url = storage.upload_file(
+        clip.path,
+        path,
+        "video/mp4",
+        metadata={"jobId": job.id, "durationS": f"{clip.info.duration_s:.3f}"},
+    )
     job.progress(92)
     duration = round(clip.info.duration_s, 3)
     scene = db().document(f"storyboards/{spec.storyboard_id}/scenes/{spec.scene_id}")

@@ -20,9 +20,10 @@ a field or value of our request).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from core.errors import InvalidInput
 from core.vocabulary import ASPECT_RATIOS, AspectRatio, Resolution
@@ -123,3 +124,37 @@ class MediaProvider(Protocol):
     def takes_reference_image(self) -> bool:
         """Whether `ImageRequest.reference_image` reaches the image model."""
         ...
+
+
+@runtime_checkable
+class Collector(MediaProvider, Protocol):
+    """A provider whose generation runs without us: `prediction(id)` is its view of it now
+    (`status` processing, succeeded, failed, ...), which `collect_*` turns into the same
+    GeneratedMedia as `generate_*` (or the error it ended with). docs/webhooks.md."""
+
+    def prediction(self, prediction_id: str) -> dict[str, Any]: ...
+
+    def collect_image(self, prediction: Mapping[str, Any], work_dir: Path) -> GeneratedMedia: ...
+
+    def collect_video(self, prediction: Mapping[str, Any], work_dir: Path) -> GeneratedMedia: ...
+
+    def cancel(self, prediction_id: str) -> None: ...
+
+
+@runtime_checkable
+class CallbackProvider(Collector, Protocol):
+    """A provider that calls us back when a generation ends (Replicate's webhooks), so no
+    instance waits for it: `start_*` creates the generation with our webhook and returns
+    its id; the callback (or `prediction(id)`, asked by the reconciler) carries its end."""
+
+    def start_image(self, request: ImageRequest, webhook: str) -> str: ...
+
+    def start_video(self, request: VideoRequest, webhook: str) -> str: ...
+
+
+@runtime_checkable
+class PolledProvider(Collector, Protocol):
+    """A provider without callbacks (Veo's long-running operations): `begin_video` starts
+    the generation and returns its id; short task attempts ask `prediction(id)` later."""
+
+    def begin_video(self, request: VideoRequest) -> str: ...

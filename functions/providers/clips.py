@@ -20,7 +20,7 @@ from core.errors import InvalidInput, JobError, MediaError, ProviderError, named
 from core.safe_fetch import fetch_url
 from core.vocabulary import RESOLUTIONS, AspectRatio, Resolution
 from media.probe import MediaInfo, probe
-from providers.base import MediaProvider, VideoLimits, VideoRequest
+from providers.base import GeneratedMedia, MediaProvider, VideoLimits, VideoRequest
 from providers.registry import get_provider
 
 VideoProviderName = Literal["local", "replicate", "veo"]  # the per-job override allow-list
@@ -132,14 +132,36 @@ def generate_clip(
     work: Path,
 ) -> Clip:
     """Image-to-video with `provider`; the output is probed and must contain video."""
-    request = VideoRequest(
+    request = clip_request(
+        image=image,
+        prompt=prompt,
+        duration_s=duration_s,
+        aspect_ratio=aspect_ratio,
+        resolution=resolution,
+    )
+    return probed_clip(provider.generate_video(request, work))
+
+
+def clip_request(
+    *,
+    image: Path | None,
+    prompt: str,
+    duration_s: float,
+    aspect_ratio: AspectRatio,
+    resolution: Resolution | None,
+) -> VideoRequest:
+    """What the video provider is asked for a scene clip."""
+    return VideoRequest(
         prompt=prompt.strip() or DEFAULT_PROMPT,
         duration_s=duration_s,
         aspect_ratio=aspect_ratio,
         image=image,
         resolution=resolution_for(resolution),
     )
-    generated = provider.generate_video(request, work)
+
+
+def probed_clip(generated: GeneratedMedia) -> Clip:
+    """The provider's output as a Clip: probed, and it must contain video."""
     try:
         info = probe(generated.path)
     except MediaError as exc:

@@ -16,6 +16,12 @@ at import, so deploys and cold starts stay cheap):
 read from params and the published schemas without building a client or needing its key,
 so request validation (callables, job documents) refuses what the model would refuse.
 
+`callbacks(provider)` and `polled(provider)` are the one place that chooses how a generation
+ends: by a callback (Replicate, when PROVIDER_WEBHOOK_URL is set), by short task attempts
+that poll (Veo, when POLL_FROM_TASKS is on), or (both None) polled in-process (the `local`
+provider, OpenAI, or nothing configured). `collector(name)` builds it again where the
+generation is finished.
+
 Base URLs come from env REPLICATE_BASE_URL / OPENAI_BASE_URL / GEMINI_BASE_URL (unset
 in production; the local stack and tests point the SDKs at the fake provider API).
 """
@@ -27,7 +33,7 @@ from typing import Literal
 
 from core.errors import InvalidInput, ProviderError
 from providers import model_schemas
-from providers.base import MediaProvider, VideoLimits
+from providers.base import CallbackProvider, Collector, MediaProvider, PolledProvider, VideoLimits
 
 Kind = Literal["image", "video"]
 PROVIDERS = ("local", "replicate", "openai", "veo")
@@ -48,6 +54,38 @@ def video_limits(choice: str | None = None) -> VideoLimits:
         return model_schemas.veo_video_limits(config.VEO_MODEL.value)
     # replicate, and local, which keeps to the limits of the Replicate model it stands in for
     return model_schemas.replicate_video_limits(config.REPLICATE_VIDEO_MODEL.value)
+
+
+def callbacks(provider: MediaProvider) -> CallbackProvider | None:
+    """`provider` when its generations should end by a callback instead of polling."""
+    from core import config
+
+    if not (config.PROVIDER_WEBHOOK_URL.value or "").strip():
+        return None
+    return provider if isinstance(provider, CallbackProvider) else None
+
+
+def polled(provider: MediaProvider) -> PolledProvider | None:
+    """`provider` when its generations should be polled from short task attempts."""
+    from core import config
+
+    if not config.POLL_FROM_TASKS.value or isinstance(provider, CallbackProvider):
+        return None
+    return provider if isinstance(provider, PolledProvider) else None
+
+
+def webhook_url() -> str:
+    from core import config
+
+    return (config.PROVIDER_WEBHOOK_URL.value or "").strip()
+
+
+def collector(name: str, kind: Kind) -> Collector:
+    """The provider a recorded prediction belongs to (ProviderError if it records none)."""
+    provider = _build(name, kind)
+    if not isinstance(provider, Collector):
+        raise ProviderError(f"{name} does not run generations on its own", code="unsupported")
+    return provider
 
 
 def resolve(kind: Kind, choice: str | None = None) -> str:

@@ -15,6 +15,11 @@ poll it (``GET /v1/predictions/{id}``) until it is ``succeeded``, ``failed``,
 (allow-listed hosts only) into the work dir. The prediction id and
 ``metrics.predict_time`` are recorded in ``GeneratedMedia.extra``.
 
+Callbacks instead of polling (docs/webhooks.md): `start_image` / `start_video` create the
+prediction with our ``webhook`` (``webhook_events_filter: ["completed"]``) and return its
+id at once; `collect_image` / `collect_video` turn the finished prediction (the webhook's
+body, or `prediction(id)` when the reconciler asks) into the same GeneratedMedia.
+
 Errors: a failed prediction whose error mentions NSFW / safety / sensitive content
 -> ContentPolicyError; HTTP 429 (``retry_after_s`` from Retry-After), 5xx, timeouts,
 connection errors, ``aborted`` and our own polling deadline -> TransientProviderError;
@@ -32,7 +37,7 @@ import io
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +118,45 @@ class ReplicateProvider:
         return model_schemas.takes_input(self.composite_model, "input_image") is not False
 
     def generate_image(self, request: ImageRequest, work_dir: Path) -> GeneratedMedia:
+        model, inp = self._image_call(request)
+        return self._image_media(self._run(model, inp), model, work_dir)
+
+    def generate_video(self, request: VideoRequest, work_dir: Path) -> GeneratedMedia:
+        return self._video_media(self._run(self.video_model, self._video_call(request)), work_dir)
+
+    # --- callbacks: create now, collect when the webhook (or the reconciler) says it ended ----
+    def start_image(self, request: ImageRequest, webhook: str) -> str:
+        """Create the prediction with our webhook; its id. Nothing waits for it."""
+        model, inp = self._image_call(request)
+        return str(self._create(model, inp, webhook=webhook).id)
+
+    def start_video(self, request: VideoRequest, webhook: str) -> str:
+        return str(self._create(self.video_model, self._video_call(request), webhook=webhook).id)
+
+    def prediction(self, prediction_id: str) -> dict[str, Any]:
+        """The prediction as Replicate reports it now (``GET /v1/predictions/{id}``)."""
+        raw = self._raw_prediction(prediction_id)
+        if not isinstance(raw, dict) or not raw.get("status"):
+            raise ProviderError(
+                f"Replicate sent a prediction we cannot read: {str(raw)[:200]}",
+                code="provider-bad-response",
+            )
+        return raw
+
+    def collect_image(self, prediction: Mapping[str, Any], work_dir: Path) -> GeneratedMedia:
+        """The image of a finished prediction (a webhook body or `prediction()`), or the
+        error it ended with."""
+        pred = _outcome(_RawPrediction(dict(prediction)))
+        return self._image_media(pred, str(prediction.get("model") or self.image_model), work_dir)
+
+    def collect_video(self, prediction: Mapping[str, Any], work_dir: Path) -> GeneratedMedia:
+        return self._video_media(_outcome(_RawPrediction(dict(prediction))), work_dir)
+
+    def cancel(self, prediction_id: str) -> None:
+        self._cancel_quietly(prediction_id)
+
+    # --- requests and outputs --------------------------------------------------------------
+    def _image_call(self, request: ImageRequest) -> tuple[str, dict[str, Any]]:
         model = self.image_model
         inp: dict[str, Any] = {
             "prompt": request.prompt,
@@ -131,7 +175,24 @@ class ReplicateProvider:
                     code="misconfigured",
                 )
             inp["input_image"] = data_uri(request.reference_image)
-        pred = self._run(model, inp)
+        return model, inp
+
+    def _video_call(self, request: VideoRequest) -> dict[str, Any]:
+        self.video_limits().check(request.duration_s, request.aspect_ratio)
+        inp: dict[str, Any] = {
+            "prompt": request.prompt,
+            "duration": max(1, round(request.duration_s)),
+            "resolution": request.resolution,
+        }
+        if request.image is not None:
+            inp["image"] = data_uri(request.image)
+        else:  # SeeDance ignores aspect_ratio when an image is given (it keeps the image's)
+            inp["aspect_ratio"] = request.aspect_ratio
+        if request.seed is not None:
+            inp["seed"] = request.seed
+        return inp
+
+    def _image_media(self, pred: Any, model: str, work_dir: Path) -> GeneratedMedia:
         url = _first_url(pred.output)
         work_dir.mkdir(parents=True, exist_ok=True)
         raw = self._download(url, work_dir / f"replicate-{pred.id}.download")
@@ -146,20 +207,7 @@ class ReplicateProvider:
             extra=self._extra(pred, url) | {"width": size[0], "height": size[1]},
         )
 
-    def generate_video(self, request: VideoRequest, work_dir: Path) -> GeneratedMedia:
-        self.video_limits().check(request.duration_s, request.aspect_ratio)
-        inp: dict[str, Any] = {
-            "prompt": request.prompt,
-            "duration": max(1, round(request.duration_s)),
-            "resolution": request.resolution,
-        }
-        if request.image is not None:
-            inp["image"] = data_uri(request.image)
-        else:  # SeeDance ignores aspect_ratio when an image is given (it keeps the image's)
-            inp["aspect_ratio"] = request.aspect_ratio
-        if request.seed is not None:
-            inp["seed"] = request.seed
-        pred = self._run(self.video_model, inp)
+    def _video_media(self, pred: Any, work_dir: Path) -> GeneratedMedia:
         url = _first_url(pred.output)
         work_dir.mkdir(parents=True, exist_ok=True)
         out = self._download(url, work_dir / f"replicate-{pred.id}.mp4")
@@ -193,30 +241,20 @@ class ReplicateProvider:
                 )
             time.sleep(self.poll_interval_s)
             pred = self._reload(pred)
-        if pred.status == "succeeded":
-            return pred
-        error = str(pred.error or "")
-        if pred.status == "failed":
-            if _POLICY_RE.search(error):
-                raise ContentPolicyError(f"Replicate refused the request: {error}")
-            raise ProviderError(f"Replicate prediction failed: {error or 'no error given'}")
-        if pred.status == "aborted":
-            raise TransientProviderError(
-                f"Replicate aborted prediction {pred.id} before it started."
-            )
-        raise ProviderError(
-            f"Replicate prediction {pred.id} was canceled.", code="provider-canceled"
-        )
+        return _outcome(pred)
 
-    def _create(self, model: str, inp: dict[str, Any]) -> Any:
+    def _create(self, model: str, inp: dict[str, Any], *, webhook: str | None = None) -> Any:
         ref, version = _split_model(model)
+        hooks: dict[str, Any] = (
+            {"webhook": webhook, "webhook_events_filter": ["completed"]} if webhook else {}
+        )
         for attempt in range(1, self.create_attempts + 1):
             guard = self._sdk_errors("creating a prediction")
             try:
                 with guard:
                     if version:
-                        return self.client.predictions.create(version=version, input=inp)
-                    return self.client.predictions.create(model=ref, input=inp)
+                        return self.client.predictions.create(version=version, input=inp, **hooks)
+                    return self.client.predictions.create(model=ref, input=inp, **hooks)
             except TransientProviderError as exc:
                 # Only a 429 is safe to repeat: no prediction was created.
                 wait = 1.0 if exc.retry_after_s is None else exc.retry_after_s
@@ -408,6 +446,27 @@ def data_uri(path: Path) -> str:
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"The seed image is not a readable picture: {exc}") from exc
     return f"data:{mime};base64,{base64.b64encode(raw).decode()}"
+
+
+def _outcome(pred: Any) -> Any:
+    """A terminal prediction: itself if it succeeded, else the error it ended with."""
+    if pred.status == "succeeded":
+        return pred
+    error = str(pred.error or "")
+    if pred.status == "failed":
+        if _POLICY_RE.search(error):
+            raise ContentPolicyError(f"Replicate refused the request: {error}")
+        raise ProviderError(f"Replicate prediction failed: {error or 'no error given'}")
+    if pred.status == "aborted":
+        raise TransientProviderError(f"Replicate aborted prediction {pred.id} before it started.")
+    if pred.status == "canceled":
+        raise ProviderError(
+            f"Replicate prediction {pred.id} was canceled.", code="provider-canceled"
+        )
+    raise ProviderError(
+        f"Replicate prediction {pred.id} has not ended ({pred.status or 'no status'}).",
+        code="provider-bad-response",
+    )
 
 
 def _split_model(model: str) -> tuple[str, str | None]:

@@ -26,7 +26,8 @@ import io
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,55 @@ class VeoProvider:
         raise ProviderError("The Veo provider does not make images.", code="unsupported")
 
     def generate_video(self, request: VideoRequest, work_dir: Path) -> GeneratedMedia:
+        started = time.monotonic()
+        op = self._begin(request)
+        deadline = started + self.timeout_s
+        while not op.done:
+            if time.monotonic() > deadline:
+                raise TransientProviderError(
+                    f"Veo did not finish within {self.timeout_s:.0f}s.", code="provider-timeout"
+                )
+            time.sleep(self.poll_interval_s)
+            op = self._call("polling video generation", self.client.operations.get, op)
+        media = self._video_of(op, work_dir)
+        return replace(
+            media, extra={**media.extra, "elapsed_s": round(time.monotonic() - started, 3)}
+        )
+
+    # --- polled from short task attempts instead of in-process (docs/webhooks.md) ----------
+    def begin_video(self, request: VideoRequest) -> str:
+        """Start the long-running operation; its name. Nobody waits for it here."""
+        return str(self._begin(request).name)
+
+    def prediction(self, prediction_id: str) -> dict[str, Any]:
+        """The operation now, in the vocabulary of core/predictions.py (`status` processing,
+        succeeded or failed; `operation`: the SDK's object, for `collect_video`)."""
+        op = self._call(
+            "polling video generation",
+            self.client.operations.get,
+            types.GenerateVideosOperation.model_validate({"name": prediction_id}),
+        )
+        if not op.done:
+            return {"id": prediction_id, "status": "processing"}
+        return {
+            "id": prediction_id,
+            "status": "failed" if op.error else "succeeded",
+            "operation": op,
+        }
+
+    def collect_video(self, prediction: Mapping[str, Any], work_dir: Path) -> GeneratedMedia:
+        op = prediction.get("operation")
+        if op is None:
+            raise ProviderError("Veo's operation has not ended.", code="provider-bad-response")
+        return self._video_of(op, work_dir)
+
+    def collect_image(self, prediction: Mapping[str, Any], work_dir: Path) -> GeneratedMedia:
+        raise ProviderError("The Veo provider does not make images.", code="unsupported")
+
+    def cancel(self, prediction_id: str) -> None:
+        return  # Veo operations cannot be canceled through this API
+
+    def _begin(self, request: VideoRequest) -> Any:
         self.video_limits().check(request.duration_s, request.aspect_ratio)
         duration = round(request.duration_s)
         config = types.GenerateVideosConfig(
@@ -103,22 +153,16 @@ class VeoProvider:
         )
         image = _first_frame(request.image) if request.image is not None else None
         source = types.GenerateVideosSource(prompt=request.prompt, image=image)
-        started = time.monotonic()
-        op = self._call(
+        return self._call(
             "starting video generation",
             self.client.models.generate_videos,
             model=self.model,
             source=source,
             config=config,
         )
-        deadline = started + self.timeout_s
-        while not op.done:
-            if time.monotonic() > deadline:
-                raise TransientProviderError(
-                    f"Veo did not finish within {self.timeout_s:.0f}s.", code="provider-timeout"
-                )
-            time.sleep(self.poll_interval_s)
-            op = self._call("polling video generation", self.client.operations.get, op)
+
+    def _video_of(self, op: Any, work_dir: Path) -> GeneratedMedia:
+        """The video of an ended operation, or the error it ended with."""
         if op.error:
             raise _operation_error(op.error)
         response = op.response or op.result
@@ -156,12 +200,7 @@ class VeoProvider:
             content_type="video/mp4",
             provider=self.name,
             model=self.model,
-            extra={
-                "operation": op.name,
-                "duration_requested_s": duration,
-                "duration_s": info.duration_s,
-                "elapsed_s": round(time.monotonic() - started, 3),
-            },
+            extra={"operation": op.name, "duration_s": info.duration_s},
         )
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:

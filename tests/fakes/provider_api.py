@@ -52,6 +52,22 @@ status as it is polled (``advance``); each step is published to the listeners ad
 request's ``webhook`` / ``webhook_events_filter`` are kept on the prediction: what a
 sender of signed webhook callbacks needs.
 
+Signed callbacks (docs/webhooks.md). A Replicate prediction created with a ``webhook``
+runs by itself (no polling needed) and, once it ends, is POSTed to that URL as Replicate
+does: the prediction JSON, signed with the Standard Webhooks scheme (``webhook-id``,
+``webhook-timestamp``, ``webhook-signature``) under ``api.webhook_secret`` (also served at
+``GET /v1/webhooks/default/secret``), retried with the same ``webhook-id`` while the
+receiver fails or cannot be reached. Callback scenarios (prompt markers, as above):
+
+- ``twice``      the callback is delivered twice (same ``webhook-id``).
+- ``late``       the callback is sent ``late_s`` seconds after the prediction ended.
+- ``never``      the prediction ends but no callback is ever sent (the reconciler's case).
+- ``hold``       the prediction keeps running until ``api.release(prompt)``.
+- ``slow-create`` the prediction is created at once but the create request is answered
+                 only after ``hang_s`` seconds (a caller that dies meanwhile never learns its id).
+
+Every callback attempt is recorded in ``api.callbacks`` (webhook id, URL, HTTP status).
+
 Every request is recorded (method, path, query, json, headers) in ``api.requests``.
 
     with FakeProviderAPI() as api:
@@ -69,15 +85,19 @@ import re
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image, ImageDraw
+from standardwebhooks.webhooks import Webhook
 
 from providers.model_schemas import ModelSchema, schema_for
 from tests.fakes import schema_check
@@ -91,7 +111,7 @@ _TERMINAL = ("succeeded", "failed", "canceled", "aborted")
 # top-level properties are refused since 2024-05, see
 # https://replicate.com/changelog/2024-05-01-improved-validation-for-api-prediction-payloads).
 _EVENTS = ["start", "output", "logs", "completed"]
-REPLICATE_CREATE = {
+REPLICATE_CREATE: dict[str, Any] = {
     "type": "object",
     "required": ["input"],
     "additionalProperties": False,
@@ -144,9 +164,23 @@ class FakePrediction:
     status: str = "starting"
     webhook: str | None = None
     webhook_events_filter: list[str] | None = None
+    released: threading.Event = field(default_factory=threading.Event)  # for ``hold``
+    answered: threading.Event = field(default_factory=threading.Event)  # create answered
+    started: float = field(default_factory=time.monotonic)
     # set once the output media exists: a prediction is not reported finished before, so no
     # answer (a poll, a download) waits for ffmpeg, however busy the machine is
     rendered: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class CallbackAttempt:
+    """One POST of a signed callback to a prediction's webhook."""
+
+    webhook_id: str
+    url: str
+    prediction_id: str
+    status: int  # the receiver's HTTP status; 0 when it could not be reached
+    seconds: float = 0.0  # how long the receiver took to answer
 
 
 @dataclass(frozen=True)
@@ -200,8 +234,16 @@ class FakeProviderAPI:
         hang_s: float = 5.0,
         video_size: tuple[int, int] = (160, 90),
         video_duration_s: float | None = None,
+        late_s: float = 3.0,
+        run_s: float = 0.0,
+        callback_retry_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0),
     ) -> None:
         self.polls_until_done = polls_until_done
+        self.late_s = late_s
+        self.run_s = run_s  # a prediction runs at least this long (the benchmark's stand-in)
+        self.callback_retry_s = callback_retry_s
+        self.webhook_secret = "whsec_" + base64.b64encode(uuid.uuid4().bytes * 2).decode()
+        self.callbacks: list[CallbackAttempt] = []
         self.hang_s = hang_s
         self.video_size = video_size
         self.video_duration_s = video_duration_s  # None: as long as the request asks
@@ -273,6 +315,19 @@ class FakeProviderAPI:
             self._forced.clear()
             self.requests.clear()
             self.ignored_fields.clear()
+
+    def release(self, prompt: str) -> None:
+        """Let the ``hold`` predictions for this prompt end."""
+        for job in self.predictions_for(prompt):
+            job.released.set()
+
+    def creates_for(self, prompt: str) -> int:
+        """How many predictions were created for this prompt (what the provider bills)."""
+        return len(self.predictions_for(prompt))
+
+    def callbacks_for(self, prediction_id: str) -> list[CallbackAttempt]:
+        with self._lock:
+            return [c for c in self.callbacks if c.prediction_id == prediction_id]
 
     def take_ignored_fields(self) -> list[IgnoredField]:
         """The ignored fields recorded since the last call (and forget them)."""
@@ -354,12 +409,126 @@ class FakeProviderAPI:
         w, h = self.video_size
         return make_mp4(w, h, self.video_duration_s or requested_s)
 
+    # --- webhook predictions: they run by themselves and call back ----------------------------
+    def _run_with_callback(self, job: FakePrediction) -> None:
+        job.rendered.wait()
+        job.answered.wait(self.hang_s + 30)  # never before its creator could know the id
+        self._sleep(job.started + self.run_s - time.monotonic())
+        while job.scenario == "hold" and not job.released.wait(0.2):
+            if self._stop.is_set():
+                return
+        job.polls = max(job.polls, self.polls_until_done)
+        body = self.prediction_json(job)
+        self.advance(job, body)
+        if job.scenario == "never" or job.webhook is None:
+            return
+        if job.webhook_events_filter and "completed" not in job.webhook_events_filter:
+            return
+        if job.scenario == "late":
+            self._sleep(self.late_s)
+        webhook_id = f"msg_{uuid.uuid4().hex}"
+        copies = 2 if job.scenario == "twice" else 1
+        for _ in range(copies):
+            self._post_callback(job, webhook_id, body)
+
+    def _post_callback(self, job: FakePrediction, webhook_id: str, body: dict[str, Any]) -> None:
+        """POST one signed callback, retried (same webhook id) while the receiver fails."""
+        assert job.webhook is not None
+        data = json.dumps(body)
+        for wait in (*self.callback_retry_s, None):
+            if self._stop.is_set():
+                return
+            signature = Webhook(self.webhook_secret).sign(webhook_id, datetime.now(UTC), data)
+            headers = {
+                "Content-Type": "application/json",
+                "webhook-id": webhook_id,
+                "webhook-timestamp": str(int(time.time())),
+                "webhook-signature": signature,
+            }
+            req = urllib.request.Request(job.webhook, data=data.encode(), headers=headers)
+            sent = time.monotonic()
+            try:
+                with urllib.request.urlopen(req, timeout=120) as resp:
+                    status = int(resp.status)
+            except urllib.error.HTTPError as err:
+                status = int(err.code)
+            except OSError:
+                status = 0
+            with self._lock:
+                self.callbacks.append(CallbackAttempt(webhook_id, job.webhook, job.id, status,
+                                                      time.monotonic() - sent))  # fmt: skip
+            if 200 <= status < 300 or 400 <= status < 500 or wait is None:
+                return
+            self._sleep(wait)
+
+    def prediction_json(self, job: FakePrediction) -> dict[str, Any]:
+        """The prediction as Replicate would report it now."""
+        base = self.base_url
+        versions = job.schema.versions if job.schema else ()
+        pred: dict[str, Any] = {
+            "id": job.id,
+            "model": job.model,
+            "version": versions[0] if versions else "",
+            "input": job.input,
+            "logs": "",
+            "output": None,
+            "data_removed": False,
+            "error": None,
+            "status": "starting",
+            "created_at": job.created_at,
+            "urls": {
+                "cancel": f"{base}/v1/predictions/{job.id}/cancel",
+                "get": f"{base}/v1/predictions/{job.id}",
+                "web": f"https://replicate.com/p/{job.id}",
+            },
+        }
+        if job.canceled:
+            pred["status"] = "canceled"
+            return pred
+        if job.polls == 0:
+            return pred
+        if (
+            job.polls < self.polls_until_done
+            or job.scenario == "slow"
+            or (job.scenario == "hold" and not job.released.is_set())
+            or time.monotonic() - job.started < self.run_s
+            or not job.rendered.is_set()
+        ):
+            pred["status"] = "processing"
+            pred["logs"] = "Using seed: 42\n 50%|█████     | 2/4\n"
+            return pred
+        pred["completed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        if job.scenario == "nsfw":
+            pred["status"] = "failed"
+            pred["error"] = (
+                "NSFW content detected. Try running it again, or try a different prompt."
+            )
+            return pred
+        if job.scenario == "fail":
+            pred["status"] = "failed"
+            pred["error"] = "CUDA error: an illegal memory access was encountered"
+            return pred
+        if job.scenario == "aborted":
+            pred["status"] = "aborted"
+            return pred
+        pred["status"] = "succeeded"
+        pred["metrics"] = {"predict_time": 0.42, "total_time": 0.5}
+        tag = f"{job.id}-{job.scenario or 'ok'}"
+        if job.kind == "video":
+            url = f"{base}/files/{tag}-{int(job.input.get('duration', 5))}s.mp4"
+        else:
+            aspect = str(job.input.get("aspect_ratio", "1:1"))
+            url = f"{base}/files/{tag}-{aspect.replace(':', 'x')}.png"
+        pred["output"] = [url] if job.schema and job.schema.output == "uri-list" else url
+        return pred
+
     def _job(self, job_id: str) -> FakePrediction | None:
         with self._lock:
             return self._jobs.get(job_id)
 
     def _sleep(self, seconds: float) -> None:
-        self._stop.wait(seconds)
+        if seconds > 0:
+            self._stop.wait(seconds)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -443,6 +612,8 @@ class _Handler(BaseHTTPRequestHandler):
         m = re.fullmatch(r"/v1/predictions/([^/]+)", path)
         if m and self.command == "GET":
             return self._replicate_get(m.group(1))
+        if path == "/v1/webhooks/default/secret" and self.command == "GET":
+            return self._send(200, {"key": self.fake.webhook_secret})
         if path == "/v1/images/generations" and self.command == "POST":
             return self._openai_generate(body)
         m = re.fullmatch(r"/v1beta1/(?:.*/)?models/([^/:]+):predictLongRunning", path)
@@ -530,7 +701,14 @@ class _Handler(BaseHTTPRequestHandler):
             schema, scenario, inp,
             webhook=body.get("webhook"), webhook_events_filter=body.get("webhook_events_filter"),
         )  # fmt: skip
-        self._send(201, self._prediction_json(job))
+        if job.webhook:
+            threading.Thread(target=self.fake._run_with_callback, args=(job,), daemon=True).start()
+        if scenario == "slow-create":  # created, but the answer comes late (kill the caller)
+            self.fake._sleep(self.fake.hang_s)
+        try:
+            self._send(201, self._prediction_json(job))
+        finally:
+            job.answered.set()
 
     def _replicate_get(self, job_id: str) -> None:
         job = self.fake._job(job_id)
@@ -551,62 +729,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, pred)
 
     def _prediction_json(self, job: FakePrediction) -> dict[str, Any]:
-        base = self.fake.base_url
-        versions = job.schema.versions if job.schema else ()
-        pred: dict[str, Any] = {
-            "id": job.id,
-            "model": job.model,
-            "version": versions[0] if versions else "",
-            "input": job.input,
-            "logs": "",
-            "output": None,
-            "data_removed": False,
-            "error": None,
-            "status": "starting",
-            "created_at": job.created_at,
-            "urls": {
-                "cancel": f"{base}/v1/predictions/{job.id}/cancel",
-                "get": f"{base}/v1/predictions/{job.id}",
-                "web": f"https://replicate.com/p/{job.id}",
-            },
-        }
-        if job.canceled:
-            pred["status"] = "canceled"
-            return pred
-        if job.polls == 0:
-            return pred
-        if (
-            job.polls < self.fake.polls_until_done
-            or job.scenario == "slow"
-            or not job.rendered.is_set()
-        ):
-            pred["status"] = "processing"
-            pred["logs"] = "Using seed: 42\n 50%|█████     | 2/4\n"
-            return pred
-        pred["completed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        if job.scenario == "nsfw":
-            pred["status"] = "failed"
-            pred["error"] = (
-                "NSFW content detected. Try running it again, or try a different prompt."
-            )
-            return pred
-        if job.scenario == "fail":
-            pred["status"] = "failed"
-            pred["error"] = "CUDA error: an illegal memory access was encountered"
-            return pred
-        if job.scenario == "aborted":
-            pred["status"] = "aborted"
-            return pred
-        pred["status"] = "succeeded"
-        pred["metrics"] = {"predict_time": 0.42, "total_time": 0.5}
-        tag = f"{job.id}-{job.scenario or 'ok'}"
-        if job.kind == "video":
-            url = f"{base}/files/{tag}-{int(job.input.get('duration', 5))}s.mp4"
-        else:
-            aspect = str(job.input.get("aspect_ratio", "1:1"))
-            url = f"{base}/files/{tag}-{aspect.replace(':', 'x')}.png"
-        pred["output"] = [url] if job.schema and job.schema.output == "uri-list" else url
-        return pred
+        return self.fake.prediction_json(job)
 
     def _file(self, tag: str, ext: str) -> None:
         if tag.split("-")[1:2] == ["expired"]:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from google.api_core.exceptions import AlreadyExists
 from google.cloud.firestore_v1.transforms import Sentinel
 
 from core import clients
@@ -170,7 +171,7 @@ class FakeFirestore:
         for kind, ref, data, merge in writes:
             current = staged.get(ref.path)
             if kind == "create" and current is not None:
-                raise AssertionError(f"{ref.path} already exists")
+                raise AlreadyExists(f"{ref.path} already exists")
             if kind == "update" and current is None:
                 raise AssertionError(f"{ref.path} does not exist")
             if kind == "delete":
@@ -196,8 +197,15 @@ def _stored(value: Any) -> Any:
     return datetime.now(UTC) if isinstance(value, Sentinel) else value
 
 
+def _field(data: dict[str, Any], path: str) -> Any:
+    value: Any = data
+    for part in path.split("."):  # a dotted path reaches into maps, as in Firestore
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def _matches(data: dict[str, Any], flt: Any) -> bool:
-    value, op, want = data.get(flt.field_path), flt.op_string, flt.value
+    value, op, want = _field(data, flt.field_path), flt.op_string, flt.value
     if op == "==":
         return bool(value == want)
     if op == "in":

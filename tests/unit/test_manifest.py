@@ -38,6 +38,8 @@ EXPECTED = {
     "deletecreation": ("callable", None),
     "publishcreation": ("callable", None),
     "generateapi": ("https", None),
+    "providerwebhook": ("https", None),
+    "providerpoll": ("task", None),
     "creationworker": ("task", None),
     "cleanup_deleted_creation": ("firestore_deleted", "creations/{creation_id}"),
     "handle_video_upload": ("storage", None),
@@ -112,3 +114,18 @@ def test_import_is_cheap():
         [sys.executable, "-c", "import main"], cwd=FUNCTIONS, env=env, check=True, timeout=60
     )
     assert time.monotonic() - started < 20
+
+
+def test_only_the_callback_binds_the_webhook_secret(manifest: dict):
+    """The signing secret reaches the one function that verifies callbacks."""
+    binding = {
+        name
+        for name, ep in manifest["endpoints"].items()
+        if "REPLICATE_WEBHOOK_SECRET"
+        in {s["key"] for s in ep.get("secretEnvironmentVariables", [])}
+    }
+    assert binding == {"providerwebhook"}
+    sweep = {
+        s["key"] for s in manifest["endpoints"]["sweep_stuck_jobs"]["secretEnvironmentVariables"]
+    }
+    assert "REPLICATE_API_TOKEN" in sweep, "the reconciler asks Replicate about lost callbacks"

@@ -1,0 +1,140 @@
+"""Benchmark: instance-seconds a generation holds, polling vs webhook-driven.
+
+Starts its own LocalStack with the fake Replicate API (tests/fakes/provider_api.py), whose
+predictions run `RUN_S` seconds (a short stand-in for the one to several minutes a real
+image-to-video prediction takes), and counts the seconds function instances spend on each
+job: every delivery the host answered for it (the trigger, task steps: the stack's
+delivery log) plus every callback the host answered (the fake's record). "Before": the
+instance polls the prediction (no PROVIDER_WEBHOOK_URL). "After": the prediction is created
+with our webhook and the job goes on from the signed callback.
+
+    python -m bench.bench_webhooks
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+_ROOT = Path(__file__).resolve().parent.parent
+for _p in (_ROOT / "functions", _ROOT):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+from google.cloud import firestore, storage  # noqa: E402
+
+from devtools.media_factory import make_image  # noqa: E402
+from local_stack.stack import LocalStack, StackSettings  # noqa: E402
+from tests.fakes.provider_api import FakeProviderAPI  # noqa: E402
+from tests.support.documents import job_document, scene  # noqa: E402
+from tests.watch import run_job  # noqa: E402
+
+RUN_S = 8.0
+RUNS = 3
+SCENES = 3
+
+
+def _held_s(stack: LocalStack, api: FakeProviderAPI, job_id: str, pids: list[str]) -> float:
+    host = sum(d.latency_ms for d in stack.deliveries if job_id in d.subject) / 1000
+    callbacks = sum(c.seconds for pid in pids for c in api.callbacks_for(pid))
+    return host + callbacks
+
+
+def _video(stack: LocalStack, api: FakeProviderAPI, db: firestore.Client, seed: str) -> float:
+    text = f"benchmark lighthouse {uuid.uuid4().hex[:8]}"
+    job_id, doc = job_document("video_generation_jobs", "bench", image_url=seed, text=text,
+                               provider="replicate", resolution="480p")  # fmt: skip
+    final, _ = run_job(db.collection("video_generation_jobs").document(job_id), doc, 180)
+    assert final["status"] == "completed", final.get("error")
+    stack.wait_idle(30)
+    time.sleep(0.5)  # the fake records a callback's answer just after the host sent it
+    return _held_s(stack, api, job_id, [p.id for p in api.predictions_for(text)])
+
+
+def _multi(stack: LocalStack, api: FakeProviderAPI, db: firestore.Client, seed: str) -> float:
+    tag = uuid.uuid4().hex[:8]
+    scenes = [scene(n, seed, f"benchmark harbour {tag} {n}") for n in range(1, SCENES + 1)]
+    job_id, doc = job_document("multi_video_jobs", "bench", scenes=scenes, provider="replicate",
+                               resolution="480p")  # fmt: skip
+    final, _ = run_job(db.collection("multi_video_jobs").document(job_id), doc, 300)
+    assert final["status"] == "completed", final.get("error")
+    stack.wait_idle(30)
+    pids = [p.id for s in scenes for p in api.predictions_for(s["description"])]
+    return _held_s(stack, api, job_id, pids)
+
+
+def _measure(stack: LocalStack, api: FakeProviderAPI, seed: str) -> dict[str, Any]:
+    db = firestore.Client(project=stack.settings.project_id)
+    video = [_video(stack, api, db, seed) for _ in range(RUNS)]
+    multi = _multi(stack, api, db, seed)
+    return {"video_s": video, "video_s_median": statistics.median(video), "multi_video_s": multi}
+
+
+def run() -> dict[str, Any]:
+    with FakeProviderAPI(run_s=RUN_S) as api:
+        stack = LocalStack(
+            StackSettings(
+                project_id="demo-bench-webhooks",
+                state_dir=_ROOT / ".local" / "bench-webhooks",
+                fresh=True,
+                persist=False,
+                run_schedules=False,
+                serve_web=False,
+                host_env={
+                    **api.env(),
+                    "ALLOW_PROVIDER_OVERRIDE": "true",
+                    "MEDIA_PROVIDER": "local",
+                    "REPLICATE_API_TOKEN": "r8_bench_fake_token",
+                    "REPLICATE_WEBHOOK_SECRET": api.webhook_secret,
+                },
+            )
+        ).start()
+        try:
+            with stack.env():
+                bucket = storage.Client(project=stack.settings.project_id).bucket(
+                    stack.settings.bucket
+                )
+                png = make_image(_ROOT / ".local" / "bench-webhooks" / "seed.png", 320, 180)
+                bucket.blob("uploads/bench/seed.png").upload_from_filename(str(png))
+                seed = stack.storage_url("uploads/bench/seed.png")
+                polling = _measure(stack, api, seed)
+                with stack.host_params(PROVIDER_WEBHOOK_URL=stack.function_url("providerwebhook")):
+                    webhook = _measure(stack, api, seed)
+        finally:
+            stack.stop()
+    return {"prediction_run_s": RUN_S, "scenes": SCENES, "polling": polling, "webhook": webhook}
+
+
+def rows(results: dict[str, Any]) -> list[tuple[str, str, float | None, float | None, str]]:
+    """Table rows for bench/__main__.py: ours = webhook, baseline = polling."""
+    poll, hook = results["polling"], results["webhook"]
+    run_s = results["prediction_run_s"]
+    note = f"each prediction runs {run_s:g} s at the provider; baseline: polling from the instance"
+    return [
+        (
+            "instance-seconds per video generation",
+            "s",
+            hook["video_s_median"],
+            poll["video_s_median"],
+            note,
+        ),
+        (
+            f"instance-seconds per {results['scenes']}-scene multi-video job",
+            "s",
+            hook["multi_video_s"],
+            poll["multi_video_s"],
+            note,
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    out = run()
+    print(json.dumps(out, indent=2))
+    for row in rows(out):
+        print(row)

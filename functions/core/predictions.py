@@ -1,0 +1,190 @@
+"""A provider prediction recorded on its job, so it is created once and finished once.
+
+A webhook-driven generation (docs/webhooks.md) keeps one map on the job document,
+`prediction`: {state, provider, kind, id, createdAt, finishingUntil}; a job with several
+generations (a multi-video job's scenes) keeps one per slot in `slot_predictions.{slot}`.
+
+    (none) --begin--> creating --created--> waiting --take--> finishing --> job completed|failed
+
+- `start` records the intent (`creating`) BEFORE the create request, and the id right after
+  it. A re-run of the job (a redelivered event, a re-driven crash) that finds a record never
+  creates again: it keeps waiting for the recorded prediction. A record still `creating`
+  (the instance died during the create request) is in doubt; the callback carries the job in
+  its URL, so it is adopted when it arrives, and the reconciler gives up at the deadline.
+- `take` is the transaction that lets exactly one of (the callback, a duplicate callback,
+  the reconciler) finish the job; a finisher that dies is replaced once `finishingUntil`
+  passes. The job's lease covers the provider's whole time limit while it waits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from google.cloud import firestore
+
+from core import config
+from core.lifecycle import Job, carry_out, lease_duration, now, resume
+from core.ownership import write_if_owner
+
+FIELD = "prediction"
+SLOTS_FIELD = "slot_predictions"
+CREATING, WAITING, FINISHING = "creating", "waiting", "finishing"
+PENDING_STATES = (CREATING, WAITING, FINISHING)
+ENDED = ("succeeded", "failed", "canceled", "aborted")  # a prediction's terminal statuses
+
+Finisher = Callable[[Job, Mapping[str, Any], str | None], dict[str, Any] | None]
+"""(job, the provider's finished prediction, its slot) -> outputs for `complete`, or None
+when it completed the job itself (or has more to do). Raises JobError for a failed one."""
+
+
+def record_of(data: Mapping[str, Any], slot: str | None = None) -> dict[str, Any] | None:
+    """The prediction record of `slot` (None: the job's one generation) as stored."""
+    value = data.get(FIELD) if slot is None else (data.get(SLOTS_FIELD) or {}).get(slot)
+    return dict(value) if isinstance(value, dict) else None
+
+
+def records(data: Mapping[str, Any]) -> dict[str | None, dict[str, Any]]:
+    """Every prediction record of a job, by slot."""
+    found: dict[str | None, dict[str, Any]] = {}
+    if isinstance(data.get(FIELD), dict):
+        found[None] = dict(data[FIELD])
+    slots = data.get(SLOTS_FIELD)
+    for slot, value in slots.items() if isinstance(slots, dict) else []:
+        if isinstance(value, dict):
+            found[str(slot)] = dict(value)
+    return found
+
+
+def _put(data: Mapping[str, Any], slot: str | None, record: dict[str, Any]) -> dict[str, Any]:
+    """The fields that store `record` for `slot` (the whole slot map: written in a
+    transaction that read it)."""
+    if slot is None:
+        return {FIELD: record}
+    slots = data.get(SLOTS_FIELD)
+    return {SLOTS_FIELD: {**(slots if isinstance(slots, dict) else {}), slot: record}}
+
+
+def deadline() -> timedelta:
+    """How long a prediction may take before the reconciler cancels it."""
+    return timedelta(seconds=int(config.PROVIDER_TIMEOUT_SECONDS.value))
+
+
+def webhook_for(base: str, job: Job, slot: str | None = None) -> str:
+    """The callback URL of `job`'s prediction: the job's path (and slot) ride in the query
+    (the body is the signed part; the query only routes, checked against the job's record)."""
+    sep = "&" if urlsplit(base).query else "?"
+    query = {"job": f"{job.collection}/{job.id}", **({"slot": slot} if slot else {})}
+    return f"{base}{sep}{urlencode(query)}"
+
+
+def start(
+    job: Job,
+    provider: str,
+    kind: str,
+    base: str,
+    create: Callable[[str], str],
+    *,
+    slot: str | None = None,
+) -> str:
+    """Create `job`'s prediction (of `slot`) once (see the module docstring); its id, or ""
+    when a create is in doubt. The job then waits, `processing`, for the callback."""
+    record = record_of(job.data, slot)
+    if record is not None and record.get("state") in PENDING_STATES:
+        pid = str(record.get("id") or "")
+        job.warn("prediction already recorded: not creating another", predictionId=pid,
+                 predictionState=record.get("state"), slot=slot)  # fmt: skip
+        job.update(leaseExpiresAt=_waiting_lease(record.get("createdAt")))
+        return pid
+    t = now()
+    intent = {"state": CREATING, "provider": provider, "kind": kind, "id": None, "createdAt": t}
+    lease = {"leaseExpiresAt": _waiting_lease(t)}
+    job.modify(lambda current: {**_put(current, slot, intent), **lease})
+    pid = create(webhook_for(base, job, slot))
+    waiting = {**intent, "state": WAITING, "id": pid}
+    job.modify(lambda current: {**_put(current, slot, waiting), **lease})
+    job.log("prediction created; waiting for its callback", predictionId=pid, provider=provider,
+            slot=slot)  # fmt: skip
+    return pid
+
+
+def poll_later(job: Job, slot: str | None = None) -> None:
+    """Queue the first short `providerpoll` attempt for a poll-only provider's generation
+    (its task id is deterministic: a re-run does not queue a second chain)."""
+    from core import runtime
+    from core.tasks import enqueue
+
+    payload = {"collection": job.collection, "job_id": job.id, "slot": slot}
+    task_id = f"{job.id}-poll-{slot or 'main'}-{job.attempts}"
+    if not enqueue(runtime.PROVIDER_POLL, payload, task_id=task_id, delay_s=runtime.POLL_DELAY_S):
+        job.log("provider poll already queued", taskId=task_id)
+
+
+def _waiting_lease(created: object) -> datetime:
+    start_at = created if isinstance(created, datetime) else now()
+    return start_at + deadline() + lease_duration()
+
+
+def takeable(
+    data: Mapping[str, Any], prediction_id: str | None, at: datetime, slot: str | None = None
+) -> bool:
+    """May a finisher take this job for `prediction_id` now (pure)? While it is
+    `processing` and its record waits for that prediction (or is `creating`: the id was
+    never recorded), or a previous finisher's time ran out."""
+    record = record_of(data, slot)
+    if data.get("status") != "processing" or record is None:
+        return False
+    state, recorded = record.get("state"), record.get("id")
+    if state == CREATING:
+        return True
+    if prediction_id is not None and recorded != prediction_id:
+        return False
+    if state == WAITING:
+        return True
+    until = record.get("finishingUntil")
+    return state == FINISHING and isinstance(until, datetime) and until < at
+
+
+def take(
+    ref: firestore.DocumentReference, prediction_id: str | None, slot: str | None = None
+) -> Job | None:
+    """The job, now `finishing` for this prediction and owned by the caller; None when it is
+    not ours to finish (done, another finisher, another prediction, gone)."""
+    t = now()
+
+    def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any]:
+        record = record_of(data, slot) or {}
+        record.update(state=FINISHING, finishingUntil=t + lease_duration())
+        if prediction_id is not None:
+            record["id"] = prediction_id
+        renewed = {"updatedAt": t, "leaseExpiresAt": max(t + lease_duration(), _lease_of(data))}
+        return {**_put(data, slot, record), **renewed}
+
+    written = write_if_owner(ref, lambda d: takeable(d, prediction_id, t, slot), write)
+    if written is None:
+        return None
+    return resume(ref, str(written.get("claimId") or ""))
+
+
+def _lease_of(data: Mapping[str, Any]) -> datetime:
+    """The job's lease as stored (other slots may still be waiting on a long one)."""
+    lease = data.get("leaseExpiresAt")
+    return lease if isinstance(lease, datetime) else now()
+
+
+def finish(
+    ref: firestore.DocumentReference,
+    prediction: Mapping[str, Any],
+    finisher: Finisher,
+    slot: str | None = None,
+) -> bool:
+    """Continue the job of a finished prediction exactly once; False if it was not ours."""
+    job = take(ref, str(prediction.get("id") or "") or None, slot)
+    if job is None:
+        return False
+    job.log("prediction ended; finishing the job", predictionId=prediction.get("id"),
+            predictionStatus=prediction.get("status"), slot=slot)  # fmt: skip
+    carry_out(job, lambda: finisher(job, prediction, slot))
+    return True

@@ -1,0 +1,122 @@
+"""Fault injection on webhook-driven generations: nothing is paid twice.
+
+This module runs its own stack with provider webhooks on (the host's PROVIDER_WEBHOOK_URL is
+its own `providerwebhook` function) and a short job lease, so it can SIGKILL the function
+host while a Replicate prediction runs, or while the request that creates it is in flight,
+and check what a user and the provider's bill would show: the job completes from the
+callback, with exactly one prediction created.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from google.cloud import firestore, storage
+
+from devtools.media_factory import make_image
+from local_stack.stack import LocalStack
+from tests.conftest import make_stack_settings
+from tests.fakes.provider_api import FakeProviderAPI
+from tests.support.documents import job_document
+from tests.watch import DocWatcher, wait_until
+
+pytestmark = pytest.mark.stack
+VIDEOS = "video_generation_jobs"
+
+
+@pytest.fixture(scope="module")
+def hooked(
+    tmp_path_factory: pytest.TempPathFactory, provider_api: FakeProviderAPI
+) -> Iterator[LocalStack]:
+    settings = make_stack_settings(
+        "demo-callbacks", tmp_path_factory.mktemp("callbacks-stack"), provider_api, lease_s=4
+    )
+    settings.provider_webhooks = True
+    settings.host_env["REPLICATE_WEBHOOK_SECRET"] = provider_api.webhook_secret
+    settings.host_env["WEBHOOK_RECONCILE_AFTER_SECONDS"] = "0"
+    with LocalStack(settings) as stack, stack.env():
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def hdb(hooked: LocalStack) -> firestore.Client:
+    return firestore.Client(project=hooked.settings.project_id)
+
+
+@pytest.fixture(scope="module")
+def seed_url(hooked: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> str:
+    png = make_image(tmp_path_factory.mktemp("callbacks-media") / "seed.png", 320, 180)
+    bucket = storage.Client(project=hooked.settings.project_id).bucket(hooked.settings.bucket)
+    bucket.blob("uploads/callbacks/seed.png").upload_from_filename(str(png))
+    return hooked.storage_url("uploads/callbacks/seed.png")
+
+
+@pytest.fixture()
+def patient_callbacks(provider_api: FakeProviderAPI) -> Iterator[None]:
+    """The fake retries a callback for up to a minute while the host is down (Replicate
+    retries failed webhook deliveries too), so a slow host restart is waited for."""
+    before = provider_api.callback_retry_s
+    provider_api.callback_retry_s = (0.5,) * 120
+    try:
+        yield
+    finally:
+        provider_api.callback_retry_s = before
+
+
+def new_job(db: firestore.Client, seed_url: str, marker: str) -> tuple[Any, dict[str, Any]]:
+    text = f"A harbour at dawn {uuid.uuid4().hex[:8]} {marker}"
+    job_id, doc = job_document(VIDEOS, "chaos-user", image_url=seed_url, text=text,
+                               provider="replicate", resolution="480p")  # fmt: skip
+    return db.collection(VIDEOS).document(job_id), doc
+
+
+def prediction_state(ref: firestore.DocumentReference, state: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        record = (ref.get().to_dict() or {}).get("prediction") or {}
+        return record if record.get("state") == state else None
+
+    return dict(wait_until(check, 60, what=f"{ref.id}: prediction {state}"))
+
+
+def test_host_killed_while_the_prediction_runs_completes_from_the_callback_with_one_create(
+    hooked: LocalStack, provider_api: FakeProviderAPI, hdb, seed_url, patient_callbacks
+):
+    ref, doc = new_job(hdb, seed_url, "[api:hold]")
+    with DocWatcher(ref) as watch:
+        ref.set(doc)
+        record = prediction_state(ref, "waiting")
+        hooked.kill_host()
+        hooked.start_host()
+        # at-least-once delivery: the create event arrives again at the new instance
+        (event_id,) = {d.event_id for d in hooked.deliveries
+                       if d.function == "handle_video_generation" and ref.id in d.subject}  # fmt: skip
+        hooked.redeliver(event_id)
+        provider_api.release(doc["text"])
+        final = watch.wait_terminal(120)
+    assert final["status"] == "completed", final.get("error")
+    assert provider_api.creates_for(doc["text"]) == 1, "the provider saw exactly one create"
+    assert final["prediction"]["id"] == record["id"] and final["attempts"] == 1
+    assert final["video_path"].endswith(f"{ref.id}.mp4")
+
+
+def test_host_killed_during_the_create_request_adopts_the_prediction_from_its_callback(
+    hooked: LocalStack, provider_api: FakeProviderAPI, hdb, seed_url, patient_callbacks
+):
+    """The instance dies after Replicate created the prediction but before it learnt the
+    id: the job's record says `creating`, the callback (which carries the job in its URL)
+    adopts the prediction, and no second one is ever created."""
+    ref, doc = new_job(hdb, seed_url, "[api:slow-create]")
+    with DocWatcher(ref) as watch:
+        ref.set(doc)
+        wait_until(lambda: provider_api.creates_for(doc["text"]) == 1, 60, what="the create")
+        assert prediction_state(ref, "creating")["id"] is None
+        hooked.kill_host()
+        hooked.start_host()
+        final = watch.wait_terminal(120)
+    assert final["status"] == "completed", final.get("error")
+    assert provider_api.creates_for(doc["text"]) == 1
+    (created,) = provider_api.predictions_for(doc["text"])
+    assert final["prediction"]["id"] == created.id
