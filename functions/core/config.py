@@ -221,6 +221,13 @@ CREATION_RESOLUTION = params.StringParam(
     "CREATION_RESOLUTION", default="720p", description="720p | 1080p for creations."
 )
 
+# --- abuse protection (docs/app-check.md, docs/limits.md) --------------------------------
+ENFORCE_APP_CHECK = params.BoolParam(
+    "ENFORCE_APP_CHECK",
+    default=True,
+    description="Callables and the HTTP API refuse requests without a valid App Check token (off on the local stack).",
+)
+
 # --- lifecycle -----------------------------------------------------------------------
 JOB_LEASE_SECONDS = params.IntParam(
     "JOB_LEASE_SECONDS",
