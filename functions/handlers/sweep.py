@@ -23,6 +23,7 @@ from firebase_functions import logger
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from core import quotas
 from core.clients import db
 from core.lifecycle import SweptCollection, failed_fields, lease_duration, now
 from core.ownership import write_if_owner
@@ -117,10 +118,12 @@ def _fail(
         return data.get("status") == expect and not renewed
 
     def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any]:
+        released = quotas.release(tx, ref, data)  # reads before the hook's writes
         extra = coll.on_failed(tx, ref, data, code) if coll.on_failed is not None else None
         return {
             **failed_fields(code, message, retryable=True, at=t),
             "claimId": None,
+            **released,
             **(extra or {}),
         }
 

@@ -58,6 +58,7 @@ def _stream_upload(run: VideoRun, obj: storage_fn.StorageObjectData, started: fl
         )
     src = storage.source_url(obj.name)
     info = probe_source(src, size)
+    run.count_upload_seconds(info.duration_s)
     stream = LiveStream.open(run, plan(info), info.duration_s, src)
     if run.resumed and resume_published(stream):
         return
