@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from firebase_functions import firestore_fn, https_fn, scheduler_fn, storage_fn, tasks_fn
 
-from core import runtime
+from core import redrive, runtime
 from core.clients import bucket_name, init_app
 from core.operations import call
 from creations import create, drafts, http_api, worker
@@ -35,6 +35,14 @@ SWEPT_COLLECTIONS = (
     video_document.SWEPT,
 )
 SWEEP_CHECKS = {"stalledQualities": stalled.fail_stalled_qualities}
+# What the sweep re-drives (collections with `redrive=True`), and the handler that re-runs it.
+REDRIVEN: dict[str, redrive.Handler] = {
+    image_jobs.COLLECTION: image_jobs.handle,
+    video_jobs.COLLECTION: video_jobs.handle,
+    multi_video_jobs.COLLECTION: multi_video_jobs.handle,
+    composition_jobs.COLLECTION: composition_jobs.handle,
+    video_document.COLLECTION: trigger.handle_redrive,
+}
 
 
 @firestore_fn.on_document_created(
@@ -50,6 +58,11 @@ def handle_image_generation(
 @scheduler_fn.on_schedule(schedule="every 5 minutes", **runtime.LIGHT)
 def sweep_stuck_jobs(event: scheduler_fn.ScheduledEvent) -> None:
     sweep.sweep(SWEPT_COLLECTIONS, SWEEP_CHECKS)
+
+
+@tasks_fn.on_task_dispatched(**runtime.REDRIVE.options)
+def redrivework(req: tasks_fn.CallableRequest) -> None:
+    redrive.handle_task(req, REDRIVEN)
 
 
 @https_fn.on_call(**runtime.LIGHT_WITH_PROVIDER_KEYS)

@@ -177,6 +177,7 @@ class SweptCollection:
     pending: tuple[str, ...] = ("pending",)  # statuses waiting for a first claim
     created_field: str = "created_at"  # when a pending job started waiting
     on_failed: FailureHook | None = None  # runs once, inside the transaction that fails it
+    redrive: bool = False  # an expired lease is re-driven (core/redrive.py), not failed
 
 
 def failed_fields(code: str, message: str, *, retryable: bool, at: datetime) -> dict[str, Any]:
@@ -199,13 +200,17 @@ def claim_fields(
 ) -> dict[str, Any] | None:
     """The fields that claim a job as stored (`data`) for `claim_id` at `t`, or None when
     there is nothing to claim: terminal, owned by a live lease, already ours (a duplicate
-    delivery), or in a status the caller does not take over (pure)."""
+    delivery), or in a status the caller does not take over (pure). A `processing` job whose
+    claim the sweep released (`claimId: null`, core/redrive.py) is claimable at once."""
     status = data.get("status") or "pending"
     if status in TERMINAL:
         return None
     if status == "processing":
         expires = data.get("leaseExpiresAt")
-        if data.get("claimId") == claim_id or (expires is not None and expires > t):
+        released = data.get("claimId") is None  # by the sweep, for a re-drive
+        if data.get("claimId") == claim_id or (
+            not released and expires is not None and expires > t
+        ):
             return None
     elif status not in allow_status:
         return None

@@ -29,7 +29,7 @@ from providers.base import ImageRequest
 from providers.registry import get_provider
 
 COLLECTION = "image_generation_jobs"
-SWEPT = SweptCollection(COLLECTION)
+SWEPT = SweptCollection(COLLECTION, redrive=True)
 IMAGE_SIZE = (1280, 720)
 
 
