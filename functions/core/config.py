@@ -253,7 +253,7 @@ QUOTA_UPLOAD_MINUTES_PER_DAY = params.IntParam(
 REDRIVE_MAX_ATTEMPTS = params.IntParam(
     "REDRIVE_MAX_ATTEMPTS",
     default=3,
-    description="Attempts in all for an image, video or composition job or an upload's live encode whose worker died (lease expired): the sweep re-drives it until then, then fails it lease-expired.",
+    description="Attempts in all for an image, video, multi-video or composition job or an upload's live encode whose worker died (lease expired): the sweep re-drives it until then, then fails it lease-expired.",
 )
 JOB_LEASE_SECONDS = params.IntParam(
     "JOB_LEASE_SECONDS",
