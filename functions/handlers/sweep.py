@@ -148,7 +148,11 @@ def _redrive(
     if written is None:
         return False
     n = int(written["redrives"])
-    enqueued = redrive.enqueue(coll.name, str(ref.id), n)
+    try:
+        enqueued = redrive.enqueue(coll.name, str(ref.id), n)
+    except Exception as exc:  # the reserved lease expires and the next sweep decides again
+        logger.error("re-drive not enqueued", jobId=ref.id, collection=coll.name, error=repr(exc))
+        enqueued = False
     logger.warn(
         "sweep re-drives abandoned work",
         jobId=ref.id,

@@ -140,3 +140,20 @@ def test_main_redrives_exactly_the_collections_marked_for_it() -> None:
         "image_generation_jobs", "video_generation_jobs", "multi_video_jobs", "composition_jobs",
         "videos",
     }  # fmt: skip
+
+
+def test_a_redrive_that_cannot_be_enqueued_does_not_stop_the_sweep(
+    fake: FakeFirestore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDRIVE_MAX_ATTEMPTS", "3")
+
+    def broken(collection: str, doc_id: str, n: int) -> bool:
+        raise OSError("Cloud Tasks unreachable")
+
+    monkeypatch.setattr(redrive, "enqueue", broken)
+    fake.put("jobs/a", {"status": "processing", "claimId": "c", "leaseExpiresAt": T0})
+    fake.put("jobs/b", {"status": "processing", "claimId": "c", "leaseExpiresAt": T0})
+    expire(fake, "jobs/a")
+    expire(fake, "jobs/b")
+    assert sweep([JOBS], {}).redriven == 2
+    assert (fake.data("jobs/b") or {})["redrives"] == 1
