@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from firebase_functions import firestore_fn, https_fn, scheduler_fn, storage_fn, tasks_fn
 
-from core import runtime
+from core import redrive, runtime
 from core.clients import bucket_name, init_app
 from core.operations import call
 from creations import create, drafts, http_api, worker
@@ -50,6 +50,14 @@ CALLBACK_FINISHERS = {
     video_jobs.COLLECTION: video_jobs.finish_from_prediction,
     multi_video_jobs.COLLECTION: multi_video_jobs.finish_scene,
 }
+# What the sweep re-drives (collections with `redrive=True`), and the handler that re-runs it.
+REDRIVEN: dict[str, redrive.Handler] = {
+    image_jobs.COLLECTION: image_jobs.handle,
+    video_jobs.COLLECTION: video_jobs.handle,
+    multi_video_jobs.COLLECTION: multi_video_jobs.handle,
+    composition_jobs.COLLECTION: composition_jobs.handle,
+    video_document.COLLECTION: trigger.handle_redrive,
+}
 
 
 @firestore_fn.on_document_created(
@@ -76,6 +84,11 @@ def providerpoll(req: tasks_fn.CallableRequest) -> None:
 @https_fn.on_request(**runtime.PROVIDER_WEBHOOK)
 def providerwebhook(req: https_fn.Request) -> https_fn.Response:
     return provider_webhooks.handle(req, CALLBACK_FINISHERS)
+
+
+@tasks_fn.on_task_dispatched(**runtime.REDRIVE.options)
+def redrivework(req: tasks_fn.CallableRequest) -> None:
+    redrive.handle_task(req, REDRIVEN)
 
 
 @https_fn.on_call(**runtime.LIGHT_WITH_PROVIDER_KEYS)

@@ -194,6 +194,8 @@ class LocalStack:
             {
                 "FUNCTIONS_EMULATOR": "true",
                 "LOCAL_STACK": "1",
+                # No App Check offline (no attestation provider); production enforces it.
+                "ENFORCE_APP_CHECK": "false",
                 "FUNCTION_HOST_URL": f"http://127.0.0.1:{self.host_port}",
                 "PYTHONPATH": os.pathsep.join([str(self.settings.functions_dir), str(ROOT)]),
                 "PYTHONUNBUFFERED": "1",

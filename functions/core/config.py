@@ -239,7 +239,40 @@ CREATION_RESOLUTION = params.StringParam(
     "CREATION_RESOLUTION", default="720p", description="720p | 1080p for creations."
 )
 
+# --- abuse protection (docs/app-check.md, docs/limits.md) --------------------------------
+ENFORCE_APP_CHECK = params.BoolParam(
+    "ENFORCE_APP_CHECK",
+    default=True,
+    description="Callables and the HTTP API refuse requests without a valid App Check token (off on the local stack).",
+)
+
+QUOTA_JOBS_IN_FLIGHT = params.IntParam(
+    "QUOTA_JOBS_IN_FLIGHT",
+    default=10,
+    description="Jobs of one collection (image, video, multi-video, composition) one user may have processing at once; more end failed with quota-exceeded.",
+)
+QUOTA_JOBS_PER_DAY = params.IntParam(
+    "QUOTA_JOBS_PER_DAY",
+    default=500,
+    description="Jobs of one collection one user may start per UTC day; more end failed with quota-exceeded.",
+)
+QUOTA_UPLOAD_BYTES_PER_DAY = params.IntParam(
+    "QUOTA_UPLOAD_BYTES_PER_DAY",
+    default=20 * 1024 * 1024 * 1024,
+    description="Bytes of video one user may upload for streaming per UTC day; more end the video failed with quota-exceeded.",
+)
+QUOTA_UPLOAD_MINUTES_PER_DAY = params.IntParam(
+    "QUOTA_UPLOAD_MINUTES_PER_DAY",
+    default=600,
+    description="Minutes of video one user may upload for streaming per UTC day; more end the video failed with quota-exceeded.",
+)
+
 # --- lifecycle -----------------------------------------------------------------------
+REDRIVE_MAX_ATTEMPTS = params.IntParam(
+    "REDRIVE_MAX_ATTEMPTS",
+    default=3,
+    description="Attempts in all for an image, video, multi-video or composition job or an upload's live encode whose worker died (lease expired): the sweep re-drives it until then, then fails it lease-expired.",
+)
 JOB_LEASE_SECONDS = params.IntParam(
     "JOB_LEASE_SECONDS",
     default=15 * 60,

@@ -26,10 +26,11 @@ from firebase_functions import logger
 from google.cloud import firestore
 from pydantic import BaseModel, ValidationError
 
-from core import config
+from core import config, quotas
 from core.clients import db
 from core.errors import InvalidInput, JobError, crashed, validation_problems
 from core.ownership import Change, LostClaim, holds_claim, write_as_owner, write_if_owner
+from core.vocabulary import is_id
 
 TERMINAL = ("completed", "failed")
 T = TypeVar("T", bound=BaseModel)
@@ -113,10 +114,12 @@ class Job:
         the output belongs to) in the same owned transaction. False if the claim was lost."""
 
         def write(tx: firestore.Transaction, current: dict[str, Any]) -> dict[str, Any]:
+            released = quotas.release(tx, self.ref, current)  # reads first
             if also is not None:
                 also(tx)
             t = now()
             return {
+                **released,
                 "status": "completed",
                 "progress": 100,
                 "completedAt": t,
@@ -131,7 +134,11 @@ class Job:
 
     def fail(self, error: JobError) -> bool:
         fields = failed_fields(error.code, error.message, retryable=error.retryable, at=now())
-        ok = write_if_owner(self.ref, holds_claim(self.claim_id), lambda tx, d: fields)
+        ok = write_if_owner(
+            self.ref,
+            holds_claim(self.claim_id),
+            lambda tx, d: {**fields, **quotas.release(tx, self.ref, d)},
+        )
         self.warn("job failed", errorCode=error.code, error=error.message)
         return ok is not None
 
@@ -178,6 +185,7 @@ class SweptCollection:
     pending: tuple[str, ...] = ("pending",)  # statuses waiting for a first claim
     created_field: str = "created_at"  # when a pending job started waiting
     on_failed: FailureHook | None = None  # runs once, inside the transaction that fails it
+    redrive: bool = False  # an expired lease is re-driven (core/redrive.py), not failed
 
 
 def failed_fields(code: str, message: str, *, retryable: bool, at: datetime) -> dict[str, Any]:
@@ -200,13 +208,17 @@ def claim_fields(
 ) -> dict[str, Any] | None:
     """The fields that claim a job as stored (`data`) for `claim_id` at `t`, or None when
     there is nothing to claim: terminal, owned by a live lease, already ours (a duplicate
-    delivery), or in a status the caller does not take over (pure)."""
+    delivery), or in a status the caller does not take over (pure). A `processing` job whose
+    claim the sweep released (`claimId: null`, core/redrive.py) is claimable at once."""
     status = data.get("status") or "pending"
     if status in TERMINAL:
         return None
     if status == "processing":
         expires = data.get("leaseExpiresAt")
-        if data.get("claimId") == claim_id or (expires is not None and expires > t):
+        released = data.get("claimId") is None  # by the sweep, for a re-drive
+        if data.get("claimId") == claim_id or (
+            not released and expires is not None and expires > t
+        ):
             return None
     elif status not in allow_status:
         return None
@@ -222,17 +234,25 @@ def claim_fields(
 
 
 def claim(
-    ref: firestore.DocumentReference, claim_id: str, *, allow_status: tuple[str, ...] = ("pending",)
+    ref: firestore.DocumentReference,
+    claim_id: str,
+    *,
+    allow_status: tuple[str, ...] = ("pending",),
+    limited: bool = False,
 ) -> Job | None:
     """Atomically move a job from `pending` (or an expired `processing`) to `processing`.
 
     Returns None when there is nothing to do: the job is gone, terminal, or owned by a
     live claim. Re-delivering the same claim id to a job it already owns is also a no-op.
+    `limited`: the user's limits (core/quotas.py) are checked and counted in the same
+    transaction; a job over a limit ends `failed` with `quota-exceeded` (None returned).
     """
+    refused: list[tuple[quotas.QuotaExceeded, str]] = []
     transaction = db().transaction()
 
     @firestore.transactional
     def run(tx: firestore.Transaction) -> Job | None:
+        refused.clear()  # a retried transaction decides again
         snap = ref.get(transaction=tx)
         if not snap.exists:
             return None
@@ -240,6 +260,15 @@ def claim(
         fields = claim_fields(data, claim_id, now(), lease_duration(), allow_status=allow_status)
         if fields is None:
             return None
+        uid = _user_of(data)
+        if limited and not data.get(quotas.HELD) and is_id(uid):
+            t = now()
+            try:
+                fields.update(quotas.acquire_job(tx, ref.parent.id, uid, t))
+            except quotas.QuotaExceeded as over:
+                refused[:] = [(over, uid)]
+                tx.update(ref, _refused_fields(over, t))
+                return None
         tx.update(ref, fields)
         return Job(
             ref=ref,
@@ -251,7 +280,21 @@ def claim(
         )
 
     job: Job | None = run(transaction)
+    for over, uid in refused:
+        logger.warn(
+            "job refused: over a per-user limit",
+            jobId=ref.id, collection=ref.parent.id, userId=uid, errorCode=over.code,
+            limit=over.limit,
+        )  # fmt: skip
     return job
+
+
+def _refused_fields(over: quotas.QuotaExceeded, t: datetime) -> dict[str, Any]:
+    return {
+        **failed_fields(over.code, over.message, retryable=False, at=t),
+        **over.fields(),
+        "claimId": None,
+    }
 
 
 def resume(ref: firestore.DocumentReference, claim_id: str) -> Job | None:
@@ -347,7 +390,7 @@ def run_job(
     to a task queue). Every exception ends as a
     terminal `failed` status; nothing escapes to the trigger (which would not be retried).
     """
-    job = claim(ref, claim_id)
+    job = claim(ref, claim_id, limited=True)
     if job is None:
         return None
     job.log("job claimed", attempt=job.attempts)

@@ -100,10 +100,14 @@ def signed_in_uid(req: https_fn.CallableRequest[Any]) -> str:
 
 
 def call(operation: Operation, req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
-    """Run an operation for a callable: signed-in users only, typed errors -> HttpsError,
+    """Run an operation for a callable: signed-in users only (and App Check when enforced,
+    core/app_check.py), typed errors -> HttpsError,
     anything else -> INTERNAL (logged)."""
+    from core.app_check import require_for_call  # app_check imports this module
+
     try:
         uid = signed_in_uid(req)
+        require_for_call(req)
     except OperationError as err:
         raise err.to_https_error() from err
     try:

@@ -194,3 +194,19 @@ GENERATE_QUALITY = TaskQueue(
     resources=STREAM_TASK,
     dispatch_deadline_s=STREAM_TASK_TIMEOUT_S,
 )
+# Abandoned work re-driven by the sweep (core/redrive.py): an image, video or composition job,
+# or an upload's live encode, so the resources are the largest of theirs. A failed attempt
+# to start it is retried; the work's own attempts are bounded by REDRIVE_MAX_ATTEMPTS.
+REDRIVE_TASK = runtime(
+    "redrive", memory=options.MemoryOption.GB_4, cpu=2, timeout_sec=STREAM_TASK_TIMEOUT_S,
+    max_instances=10, concurrency=1, secrets=True,
+)  # fmt: skip
+REDRIVE = TaskQueue(
+    "redrivework",
+    retry=options.RetryConfig(
+        max_attempts=3, min_backoff_seconds=10, max_backoff_seconds=120, max_doublings=3
+    ),
+    rate_limits=options.RateLimits(max_concurrent_dispatches=10),
+    resources=REDRIVE_TASK,
+    dispatch_deadline_s=STREAM_TASK_TIMEOUT_S,
+)

@@ -16,6 +16,7 @@ from firebase_admin import auth as admin_auth
 from firebase_functions import logger, options
 from flask import Request, Response
 
+from core import app_check
 from core.clients import init_app
 from core.operations import BadRequest, Code, NotFound, OperationError, Unauthenticated
 from core.vocabulary import ID_CHARS
@@ -126,6 +127,7 @@ def dispatch(request: Request) -> tuple[int, dict[str, Any], dict[str, str]]:
     try:
         name, params = resolve(request.method, request.path)
         uid = uid_from(request)
+        app_check.require_for_http(request.headers)
         if name == "create":
             payload = _body(request)
             key = request.headers.get("Idempotency-Key")

@@ -28,7 +28,7 @@ from media.compose_run import compose
 from media.probe import MediaInfo, probe
 
 COLLECTION = "composition_jobs"
-SWEPT = SweptCollection(COLLECTION)
+SWEPT = SweptCollection(COLLECTION, redrive=True)
 COMPOSE_TIMEOUT_S = 420.0  # inside the 540 s of the event function, after the downloads
 FETCH_WORKERS = 4
 

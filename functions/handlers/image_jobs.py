@@ -34,7 +34,7 @@ from providers.base import GeneratedMedia, ImageRequest
 from providers.registry import get_provider
 
 COLLECTION = "image_generation_jobs"
-SWEPT = SweptCollection(COLLECTION)
+SWEPT = SweptCollection(COLLECTION, redrive=True)
 IMAGE_SIZE = (1280, 720)
 
 

@@ -49,7 +49,7 @@ from providers.clips import (
 )
 
 COLLECTION = "multi_video_jobs"
-SWEPT = SweptCollection(COLLECTION)
+SWEPT = SweptCollection(COLLECTION, redrive=True)
 
 
 class SceneSpec(BaseModel):

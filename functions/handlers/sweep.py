@@ -2,8 +2,10 @@
 
 Firestore and Storage triggers are never retried, so a worker that crashes, or an event
 that was never delivered, would leave a job hanging. Every few minutes the sweep:
-- fails jobs whose lease expired while `processing` (code `lease-expired`), through the
-  same ownership check as a worker, so it never overwrites a job that just finished;
+- re-drives work whose lease expired (image, video, composition jobs, an upload's live
+  encode: core/redrive.py) while its attempts last, and otherwise fails it (code
+  `lease-expired`), through the same ownership check as a worker, so it never overwrites
+  a job that just finished;
 - fails `pending` jobs nobody claimed within the lease (code `not-started`).
 Which collections, with which statuses and failure hooks (a creation's refund), and which
 extra checks (a stream's stalled qualities): one explicit list in main.py.
@@ -23,6 +25,7 @@ from firebase_functions import logger
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from core import quotas, redrive
 from core.clients import db
 from core.lifecycle import SweptCollection, failed_fields, lease_duration, now
 from core.ownership import write_if_owner
@@ -35,11 +38,17 @@ care as `_fail`: through the ownership check, never overwriting finished work.""
 @dataclass
 class SweepReport:
     expired: int = 0
+    redriven: int = 0
     not_started: int = 0
     checks: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int]:
-        return {"expired": self.expired, "notStarted": self.not_started, **self.checks}
+        return {
+            "expired": self.expired,
+            "redriven": self.redriven,
+            "notStarted": self.not_started,
+            **self.checks,
+        }
 
 
 def sweep(
@@ -60,11 +69,13 @@ def sweep(
                 .where(filter=FieldFilter("leaseExpiresAt", "<", t))
             )
             for snap in q.stream():
-                if _fail(
+                if coll.redrive and _redrive(coll, snap.reference, t, expect=status):
+                    report.redriven += 1
+                elif _fail(
                     coll,
                     snap.reference,
                     "lease-expired",
-                    "the worker stopped before finishing (crash or timeout)",
+                    _expired_message(coll, snap.to_dict() or {}),
                     t,
                     expect=status,
                 ):
@@ -99,6 +110,63 @@ def _created_at(snap: firestore.DocumentSnapshot, field: str) -> datetime | None
     return value if isinstance(value, datetime) else snap.create_time
 
 
+def _expired_message(coll: SweptCollection, data: Mapping[str, Any]) -> str:
+    message = "the worker stopped before finishing (crash or timeout)"
+    if coll.redrive:
+        message += f"; gave up after {redrive.attempts_started(data)} attempts"
+    return message
+
+
+def _abandoned(
+    coll: SweptCollection, t: datetime, expect: str
+) -> Callable[[Mapping[str, Any]], bool]:
+    """Still `expect`, and its lease not renewed since the query (a worker that just
+    finished, or renewed, wins)."""
+
+    def abandoned(data: Mapping[str, Any]) -> bool:
+        lease = data.get("leaseExpiresAt")
+        renewed = expect in coll.processing and lease is not None and lease >= t
+        return data.get("status") == expect and not renewed
+
+    return abandoned
+
+
+def _redrive(
+    coll: SweptCollection, ref: firestore.DocumentReference, t: datetime, *, expect: str
+) -> bool:
+    """Hand abandoned work to a re-drive task while its attempts last (core/redrive.py);
+    False when the budget is spent (the caller fails it) or it is no longer abandoned."""
+    limit = redrive.max_attempts()
+    owns = _abandoned(coll, t, expect)
+
+    def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any] | None:
+        if not redrive.should_redrive(data, limit):
+            return None
+        return redrive.redrive_fields(data, "lease-expired", t, t + lease_duration())
+
+    written = write_if_owner(ref, lambda d: owns(d) and redrive.should_redrive(d, limit), write)
+    if written is None:
+        return False
+    n = int(written["redrives"])
+    try:
+        enqueued = redrive.enqueue(coll.name, str(ref.id), n)
+    except Exception as exc:  # the reserved lease expires and the next sweep decides again
+        logger.error("re-drive not enqueued", jobId=ref.id, collection=coll.name, error=repr(exc))
+        enqueued = False
+    logger.warn(
+        "sweep re-drives abandoned work",
+        jobId=ref.id,
+        collection=coll.name,
+        userId=written.get("user_id") or written.get("userId"),
+        redrive=n,
+        attempt=redrive.attempts_started(written),
+        maxAttempts=limit,
+        enqueued=enqueued,
+        lastAttemptEnded="lease-expired",
+    )
+    return True
+
+
 def _fail(
     coll: SweptCollection,
     ref: firestore.DocumentReference,
@@ -111,16 +179,16 @@ def _fail(
     """Fail one job, through the ownership check: only while it is still `expect` and its
     lease has not been renewed since the query (a worker that just finished wins)."""
 
-    def abandoned(data: Mapping[str, Any]) -> bool:
-        lease = data.get("leaseExpiresAt")
-        renewed = expect in coll.processing and lease is not None and lease >= t
-        return data.get("status") == expect and not renewed
+    abandoned = _abandoned(coll, t, expect)
 
     def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any]:
+        released = quotas.release(tx, ref, data)  # reads before the hook's writes
         extra = coll.on_failed(tx, ref, data, code) if coll.on_failed is not None else None
         return {
             **failed_fields(code, message, retryable=True, at=t),
             "claimId": None,
+            **({"lastAttemptEnded": code} if code == "lease-expired" else {}),
+            **released,
             **(extra or {}),
         }
 

@@ -34,7 +34,7 @@ from providers.clips import (
 )
 
 COLLECTION = "video_generation_jobs"
-SWEPT = SweptCollection(COLLECTION)
+SWEPT = SweptCollection(COLLECTION, redrive=True)
 
 
 class VideoJob(ClipOptions):

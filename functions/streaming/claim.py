@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 from firebase_functions import logger, storage_fn
 from google.cloud import firestore
 
-from core import faults
+from core import faults, quotas
 from core.clients import db
 from core.lifecycle import lease_duration, now
 from core.ownership import holds_claim, write_as_owner
+from core.vocabulary import is_id
 from media.hls.publish import Upload
 from streaming import document
 
@@ -77,6 +78,19 @@ class VideoRun:
     def update(self, **fields: Any) -> dict[str, Any]:
         return self.modify(lambda _: fields)
 
+    def count_upload_seconds(self, duration_s: float) -> None:
+        """Count the upload's minutes against the user's daily limit, once per video
+        (QuotaExceeded over it, before any encode). core/quotas.py."""
+        if self.data.get(quotas.UPLOAD_SECONDS_COUNTED) or not is_id(self.user_id):
+            return
+
+        def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any]:
+            if data.get(quotas.UPLOAD_SECONDS_COUNTED):
+                return {}
+            return quotas.acquire_upload_seconds(tx, self.user_id, duration_s, now())
+
+        self.data = write_as_owner(self.ref, holds_claim(self.claim_id, document.ACTIVE), write)
+
 
 _COLLISION = object()
 
@@ -117,6 +131,17 @@ def _claim_id(
                 lease=lease_duration(),
                 test_fault=faults.from_upload(obj.metadata),
             )
+            if is_id(upload.user_id):
+                try:
+                    quotas.acquire_upload_bytes(tx, upload.user_id, as_int(obj.size), t)
+                except quotas.QuotaExceeded as over:
+                    tx.set(ref, {**doc, **document.failed_video_fields(doc, over, t),
+                                 **over.fields(), "claimId": None})  # fmt: skip
+                    logger.warn(
+                        "upload refused: over a per-user limit", videoId=ref.id,
+                        userId=upload.user_id, errorCode=over.code, limit=over.limit,
+                    )  # fmt: skip
+                    return None
             tx.set(ref, doc)
             return VideoRun(ref, claim_id, upload.user_id, 1, doc)
         data = snap.to_dict() or {}

@@ -32,7 +32,9 @@ WAITING, ENCODING = "waiting", "encoding"
 SETTLED = (READY, FAILED)
 # A crashed trigger or task leaves the lease to expire: the sweep fails the video. Once the
 # live rendition has ended the lease is cleared (null never matches the sweep's query).
-SWEPT = SweptCollection(COLLECTION, processing=ACTIVE, pending=(), created_field="createdAt")
+SWEPT = SweptCollection(
+    COLLECTION, processing=ACTIVE, pending=(), created_field="createdAt", redrive=True
+)
 
 
 def new_video(
@@ -103,7 +105,8 @@ def takeover_fields(
     if data.get("status") not in ACTIVE or data.get("liveEndedAt") is not None:
         return None
     expires = data.get("leaseExpiresAt")
-    if expires is not None and expires > t:
+    released = data.get("claimId") is None  # by the sweep, for a re-drive (core/redrive.py)
+    if not released and expires is not None and expires > t:
         return None
     attempts = int(data.get("attempts") or 1) + 1
     return {

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from core.errors import JobError, crashed
 from core.lifecycle import now
 from core.ownership import LostClaim
+from core.quotas import QuotaExceeded
 from streaming import document
 from streaming.claim import VideoRun
 
@@ -41,7 +42,8 @@ def fail_video(run: VideoRun, error: JobError) -> None:
     if stream is not None:
         stream.pool.shutdown(wait=False, cancel_futures=True)
     try:
-        run.modify(lambda data: document.failed_video_fields(data, error, now()))
+        extra = error.fields() if isinstance(error, QuotaExceeded) else {}
+        run.modify(lambda data: {**document.failed_video_fields(data, error, now()), **extra})
     except LostClaim:
         run.warn("failure not recorded: claim lost", errorCode=error.code)
         return

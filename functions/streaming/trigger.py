@@ -12,10 +12,13 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
 
 from firebase_functions import logger, storage_fn
+from google.cloud import firestore
 
-from core import config, storage
+from core import config, faults, storage
 from core.errors import InvalidInput, MediaError
 from media.hls import publish
 from media.hls.ladder import Rendition, ladder_for
@@ -47,6 +50,37 @@ def handle(obj: storage_fn.StorageObjectData, event_id: str) -> None:
         _stream_upload(run, obj, started)
 
 
+def handle_redrive(ref: firestore.DocumentReference, claim_id: str) -> None:
+    """A re-drive of an upload whose live encode died (core/redrive.py): the upload's
+    finalize event again, rebuilt from the video document, as claim `claim_id`; the claim
+    takes over and the encode resumes after the last published segment."""
+    snap = ref.get()
+    data = snap.to_dict() or {}
+    source = data.get("source") or {}
+    if not snap.exists or not source.get("path"):
+        logger.warn("re-drive of a video without a source skipped", videoId=ref.id)
+        return
+    handle(_source_object(source, data), claim_id)
+
+
+def _source_object(source: dict[str, Any], data: dict[str, Any]) -> storage_fn.StorageObjectData:
+    name = str(source["path"])
+    fault = data.get("testFault")
+    uploaded = data.get("uploadedAt")
+    return storage_fn.StorageObjectData(
+        bucket=str(source.get("bucket") or ""), cache_control=None, component_count=None,
+        content_disposition=None, content_encoding=None, content_language=None,
+        content_type=source.get("contentType"), crc32c=None, customer_encryption=None,
+        etag=None, generation=as_int(source.get("generation")), id=name, kind=None,
+        md5_hash=None, media_link=None,
+        metadata={faults.UPLOAD_METADATA_KEY: str(fault)} if fault else None,
+        metageneration=1, name=name, self_link=None, size=as_int(source.get("size")),
+        storage_class="STANDARD",
+        time_created=uploaded.isoformat() if isinstance(uploaded, datetime) else None,
+        time_deleted=None, time_storage_class_updated=None, updated=None,
+    )  # fmt: skip
+
+
 def _stream_upload(run: VideoRun, obj: storage_fn.StorageObjectData, started: float) -> None:
     size = as_int(obj.size)
     if size <= 0:
@@ -58,6 +92,7 @@ def _stream_upload(run: VideoRun, obj: storage_fn.StorageObjectData, started: fl
         )
     src = storage.source_url(obj.name)
     info = probe_source(src, size)
+    run.count_upload_seconds(info.duration_s)
     stream = LiveStream.open(run, plan(info), info.duration_s, src)
     if run.resumed and resume_published(stream):
         return

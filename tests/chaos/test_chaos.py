@@ -11,13 +11,16 @@ session stack the other tests share.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import m3u8
 import pytest
 from google.cloud import firestore, storage
 from hypothesis import HealthCheck, example, given, settings
@@ -152,8 +155,41 @@ def test_every_trigger_delivered_twice_then_replayed_late_does_the_work_once(
 # --- the function host killed mid-job -------------------------------------------------------
 
 
-def test_host_killed_mid_job_for_every_kind_then_restarted_then_swept(chaos, cdb, cbucket, seed):
-    """Invariant: after restart + sweep, every job is terminal; nothing is half-written twice."""
+def sweep_once_leases_expired(stack: LocalStack, refs: list[firestore.DocumentReference]) -> None:
+    """Run the sweep once every job is terminal or its lease has expired (the state the
+    sweep acts on); a re-driven job then runs without another sweep racing its lease."""
+
+    def expired() -> bool:
+        now = datetime.now(UTC)
+        for ref in refs:
+            doc = ref.get().to_dict() or {}
+            lease = doc.get("leaseExpiresAt")
+            if doc.get("status") not in (*TERMINAL, "complete") and (
+                lease is None or lease >= now
+            ):
+                return False
+        return True
+
+    wait_until(expired, 60, interval_s=0.2, what="every lease expired")
+    stack.run_scheduled("sweep_stuck_jobs")
+
+
+def wait_docs(
+    refs: list[firestore.DocumentReference], done, timeout_s: float, what: str
+) -> list[dict]:
+    def check() -> list[dict] | None:
+        docs = [r.get().to_dict() or {} for r in refs]
+        return docs if all(done(d) for d in docs) else None
+
+    return wait_until(check, timeout_s, interval_s=0.5, what=what)
+
+
+def test_host_killed_mid_job_for_every_kind_then_restarted_every_job_completes_once(
+    chaos, cdb, cbucket, seed
+):
+    """Invariant: a job whose worker died is re-driven (image, video, composition: the sweep's
+    re-drive task; multi-video: its retried scene steps) and ends `completed` with one
+    output, the attempt visible on the document."""
     slow = "a slow scene [fail:slow=6]"
     refs = []
     for kind in KINDS:
@@ -163,27 +199,77 @@ def test_host_killed_mid_job_for_every_kind_then_restarted_then_swept(chaos, cdb
         ref = cdb.collection(kind).document(job_id)
         ref.set(doc)
         refs.append(ref)
-    wait_until(
-        lambda: all((r.get().to_dict() or {}).get("status") == "processing" for r in refs),
-        timeout_s=30,
-        what="all jobs processing",
-    )
+    wait_docs(refs, lambda d: d.get("status") == "processing", 30, "all jobs processing")
     chaos.kill_host()
-    time.sleep(0.5)
     chaos.start_host()
-    docs = run_sweep_until_terminal(chaos, refs, timeout_s=90)
+    sweep_once_leases_expired(chaos, refs)
+    docs = wait_docs(refs, lambda d: d.get("status") in TERMINAL, 180, "every job terminal")
     for ref, doc in zip(refs, docs, strict=True):
-        assert doc.get("status") in TERMINAL, (ref.path, doc.get("status"))
-        if doc["status"] == "failed":
-            assert doc["error"]["code"] in ("lease-expired", "media-error"), (
-                ref.path,
-                doc["error"],
-            )
-        else:  # finished by a retried task step after the restart
-            assert ref.parent.id == "multi_video_jobs"
-            assert sorted(c["scene_number"] for c in doc["clips"]) == [1, 2, 3]
+        assert doc.get("status") == "completed", (ref.path, doc.get("status"), doc.get("error"))
         names = objects_for(cbucket, ref.id)
         assert len(names) == len(set(names))
+        if ref.parent.id == "multi_video_jobs":
+            assert sorted(c["scene_number"] for c in doc["clips"]) == [1, 2, 3]
+        else:
+            assert len(names) == 1, (ref.path, names)  # one output, not one per attempt
+            assert doc["attempts"] == 2 and doc["lastAttemptEnded"] == "lease-expired"
+            assert doc["redrives"] == 1
+
+
+def test_a_job_killed_on_every_attempt_fails_after_the_bounded_attempts(chaos, cdb, seed):
+    """Invariant: re-drives are bounded (REDRIVE_MAX_ATTEMPTS, 3 by default): a job whose
+    worker dies every time ends `failed` with `lease-expired` after its third attempt."""
+    job_id, doc = job_doc("image_generation_jobs", seed, text="doomed [fail:slow=30]")
+    ref = cdb.collection("image_generation_jobs").document(job_id)
+    ref.set(doc)
+    for attempt in (1, 2, 3):
+        wait_docs(
+            [ref],
+            lambda d, n=attempt: d.get("status") == "processing" and d.get("attempts") == n
+            and d.get("claimId") is not None,
+            60,
+            f"attempt {attempt} running",
+        )  # fmt: skip
+        chaos.kill_host()
+        chaos.start_host()
+        sweep_once_leases_expired(chaos, [ref])
+    (final,) = wait_docs([ref], lambda d: d.get("status") in TERMINAL, 60, "the job terminal")
+    assert final["status"] == "failed" and final["attempts"] == 3
+    assert final["error"]["code"] == "lease-expired"
+    assert "gave up after 3 attempts" in final["error"]["message"]
+    assert final["lastAttemptEnded"] == "lease-expired" and final["redrives"] == 2
+
+
+def test_host_killed_mid_upload_stream_resumes_after_the_last_published_segment(
+    chaos, cdb, cbucket, tmp_path
+):
+    """Invariant: an upload whose live encode died is re-driven and ends `complete`, the
+    encode resumed after the segments already published (each segment number once, the
+    whole duration), without the user uploading again."""
+    clip_path = make_clip(
+        tmp_path / "long.mp4", duration=60.0, width=1280, height=720, fps=30, crf=32
+    )
+    vid = f"k{uuid.uuid4().hex[:12]}"
+    ref = cdb.collection("videos").document(vid)
+    cbucket.blob(f"uploads/chaos-user/{vid}.mp4").upload_from_filename(
+        str(clip_path), content_type="video/mp4"
+    )
+    wait_docs([ref], lambda d: d.get("segmentsPublished", 0) >= 2, 120, "playing")
+    chaos.kill_host()
+    killed_at = ref.get().to_dict() or {}
+    assert killed_at.get("liveEndedAt") is None, "the live encode ended before the kill"
+    chaos.start_host()
+    sweep_once_leases_expired(chaos, [ref])
+    (final,) = wait_docs(
+        [ref], lambda d: d.get("status") in ("complete", "failed"), 300, "the stream finished"
+    )
+    assert final["status"] == "complete", final.get("error")
+    assert final["attempts"] == 2 and final["lastAttemptEnded"] == "lease-expired"
+    playlist = m3u8.loads(cbucket.blob(f"streams/{vid}/720p/index.m3u8").download_as_text())
+    numbers = [int(re.search(r"(\d+)\.\w+$", seg.uri).group(1)) for seg in playlist.segments]
+    assert numbers == list(range(len(numbers))), numbers  # each segment once, no gap
+    assert abs(sum(seg.duration for seg in playlist.segments) - 60.0) < 0.5
+    assert playlist.is_endlist
 
 
 # --- providers misbehaving -----------------------------------------------------------------

@@ -369,6 +369,18 @@ class FakeProviderAPI:
         with self._lock:
             return [j for j in self._jobs.values() if _prompt_of(j) == prompt]
 
+    def finish_slow(self, marker: str) -> int:
+        """Let the `slow` predictions whose prompt contains `marker` finish (at their next
+        poll); how many there were."""
+        with self._lock:
+            slow = [
+                j for j in self._jobs.values()
+                if j.scenario == "slow" and marker in (_prompt_of(j) or "")
+            ]  # fmt: skip
+            for job in slow:
+                job.scenario = None
+        return len(slow)
+
     def _scenario_for_create(self, prompt: str) -> str | None:
         with self._lock:
             if self._forced:

@@ -318,9 +318,11 @@ def test_a_refused_scene_fails_the_whole_job(stack, db, seed_url):
 def test_the_sweep_fails_a_job_whose_steps_stopped_and_a_late_step_cannot_revive_it(
     stack, db, seed_url
 ):
+    # one attempt in all: the sweep fails the job instead of re-driving it (re-drives:
+    # tests/chaos/test_chaos.py), and the late step must not revive it
     ref, doc = new_job(db, [scene(1, seed_url, "[fail:slow=4]")])
     job_id = doc["job_id"]
-    with DocWatcher(ref) as watch:
+    with stack.host_params(REDRIVE_MAX_ATTEMPTS="1"), DocWatcher(ref) as watch:
         ref.set(doc)
         wait_running(stack, f"{job_id}-scene-1")
         time.sleep(1.5)  # past the step's lease renewals, inside the provider call

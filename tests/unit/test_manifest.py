@@ -45,6 +45,7 @@ EXPECTED = {
     "handle_video_upload": ("storage", None),
     "streamcontinue": ("task", None),
     "generatequality": ("task", None),
+    "redrivework": ("task", None),
 }
 
 

@@ -162,6 +162,7 @@ def test_every_retry_config_and_rate_limit_is_declared_in_core_runtime() -> None
     assert {q.name for q in queues} == {
         "multivideostep", "longformstep", "creationworker", "streamcontinue", "generatequality",
         "providerpoll",
+        "redrivework",
     }  # fmt: skip
     for q in queues:
         assert isinstance(q.retry, options.RetryConfig) and q.options["retry_config"] is q.retry
