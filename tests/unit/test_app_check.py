@@ -123,7 +123,7 @@ def test_the_local_stack_turns_app_check_off() -> None:
         SimpleNamespace(  # type: ignore[arg-type]
             client_env=lambda: {},
             host_port=1,
-            settings=SimpleNamespace(functions_dir=".", host_env={}),
+            settings=SimpleNamespace(functions_dir=".", host_env={}, provider_webhooks=False),
         )
     )
     assert env["ENFORCE_APP_CHECK"] == "false"
