@@ -136,6 +136,7 @@ class LiveStream:
             self.run.log(
                 "stream ready", segments=count, timeToReadySeconds=written.get("timeToReadySeconds")
             )
+            tasks.enqueue_asset(self.run.video_id, "storyboard")
             if config.QUALITIES_WITH_LIVE.value:
                 levels = written.get("qualityLevels") or {}
                 tasks.enqueue_qualities(self.run.video_id, document.pending_qualities(levels))

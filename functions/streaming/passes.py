@@ -19,7 +19,7 @@ from media.hls import publish
 from media.hls.encode import LIVE_PRESET, LIVE_TUNE, hls_encode_args
 from media.hls.playlists import swap_grace_s
 from media.hls.segmenter import stream_segments
-from streaming import document, tasks
+from streaming import document, download, tasks
 from streaming.live import LiveStream, published_segments
 from streaming.quality_levels import complete_if_settled
 
@@ -108,6 +108,9 @@ def finish_live(stream: LiveStream) -> None:
         lambda data: document.live_ended_fields(data, stream.live.name, count, duration, now())
     )
     run.log("live rendition complete", segments=count, duration=duration)
+    tasks.enqueue_asset(run.video_id, "storyboard")  # a no-op when `ready` queued it
+    if download.quality(written).name == stream.live.name:
+        tasks.enqueue_asset(run.video_id, "download")
     levels = written.get("qualityLevels") or {}
     pending = document.pending_qualities(levels)
     if not config.QUALITIES_WITH_LIVE.value:

@@ -43,6 +43,7 @@ EXPECTED = {
     "handle_video_upload": ("storage", None),
     "streamcontinue": ("task", None),
     "generatequality": ("task", None),
+    "streamassets": ("task", None),
 }
 
 

@@ -161,6 +161,7 @@ def test_every_retry_config_and_rate_limit_is_declared_in_core_runtime() -> None
     queues = [q for q in vars(runtime).values() if isinstance(q, runtime.TaskQueue)]
     assert {q.name for q in queues} == {
         "multivideostep", "longformstep", "creationworker", "streamcontinue", "generatequality",
+        "streamassets",
     }  # fmt: skip
     for q in queues:
         assert isinstance(q.retry, options.RetryConfig) and q.options["retry_config"] is q.retry
