@@ -64,12 +64,15 @@ def run_pass(
             end_number=end_number,
         )
         timeout = max(10.0, hard_limit_s - (time.monotonic() - started))
+        stream.mark("encodeStarted")
         segments = stream_segments(args, tmp, timeout_s=timeout, start_s=grid.boundary_time(start))
         try:
             for seg in segments:
+                stream.mark("firstSegmentEncoded")
                 if before_first is not None:
                     before_first.result()  # nothing is published before the master
                     before_first = None
+                    stream.mark("masterWaited")
                 stream.publish(seg)
                 last = end_number is not None and seg.number + 1 >= end_number
                 if not last and time.monotonic() - started > budget_s:

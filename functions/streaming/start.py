@@ -44,7 +44,9 @@ def publish_start(stream: LiveStream, info: MediaInfo) -> None:
         except MediaError as err:  # a stream without a poster is still a stream
             run.warn("thumbnail failed", error=err.message)
     thumbnail_at = now()
+    stream.mark("thumbnail")
     stream.write_playlists(ended=False)
+    stream.mark("mediaPlaylists")
     storage.upload_bytes(
         build_master(stream.ladder),
         paths.master,
@@ -52,6 +54,7 @@ def publish_start(stream: LiveStream, info: MediaInfo) -> None:
         cache_control=storage.CACHE_NONE,
     )
     master_at = now()
+    stream.mark("master")
     assert info.video is not None
     width, height = displayed_size(info.video)
 
@@ -75,4 +78,5 @@ def publish_start(stream: LiveStream, info: MediaInfo) -> None:
         return fields
 
     run.modify(change)
+    stream.mark("startDocument")
     run.log("master published", qualities=[r.name for r in stream.ladder], duration=info.duration_s)
