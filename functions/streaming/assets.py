@@ -1,6 +1,7 @@
 """`streamassets`: what a stream gets in the background, off the first-playable path, each
 with its own status on the video document (never the video's):
 
+    {"videoId", "asset": "poster"}      the thumbnail (`thumbnailUrl`), queued at `ready`
     {"videoId", "asset": "storyboard"}  sprite sheets + WebVTT (`storyboard`, `storyboardUrl`),
                                         queued once the stream is `ready`
     {"videoId", "asset": "download"}    the progressive MP4 (`download`, `downloadUrl`), queued
@@ -26,11 +27,11 @@ from core.lifecycle import now
 from core.ownership import write_if_owner
 from core.task_attempt import TaskAttempt
 from core.vocabulary import Id
-from streaming import document, download, storyboard
+from streaming import document, download, poster, storyboard
 from streaming.claim import video_ref
 
 ENCODING = document.ENCODING
-Asset = Literal["storyboard", "download"]
+Asset = Literal["poster", "storyboard", "download"]
 
 
 class AssetTask(BaseModel):
@@ -58,10 +59,16 @@ def run_task(task: AssetTask) -> None:
     data = ref.get().to_dict()
     if data is None or data.get("status") == document.FAILED:
         return
+    if task.asset == "poster":
+        if not data.get("thumbnailUrl"):
+            fields = poster.make(task.videoId, data)
+            write_if_owner(ref, _alive, lambda tx, d: {**fields, "updatedAt": now()})
+        return
     if (data.get(task.asset) or {}).get("status") == document.READY:
         return  # made already (a repeated task)
     set_asset(ref, task.asset, {"status": ENCODING, "startedAt": now(), "error": None})
     make = storyboard.make if task.asset == "storyboard" else download.make
+    assert task.asset != "poster"
     fields, url = make(task.videoId, data)
     t = now()
     set_asset(
@@ -71,6 +78,10 @@ def run_task(task: AssetTask) -> None:
         **{f"{task.asset}Url": url},
     )
     logger.info(f"{task.asset} ready", jobId=task.videoId, videoId=task.videoId, url=url)
+
+
+def _alive(data: Mapping[str, Any]) -> bool:
+    return data.get("status") != document.FAILED
 
 
 def set_asset(
@@ -94,6 +105,9 @@ def set_asset(
 
 def record_failure(video_id: str, asset: Asset, error: JobError) -> None:
     """An asset's task failed for good: the asset is `failed`; the video is not."""
+    if asset == "poster":  # a stream without a poster is still a stream
+        logger.warn("poster failed", jobId=video_id, videoId=video_id, error=error.message)
+        return
     set_asset(
         video_ref(video_id),
         asset,

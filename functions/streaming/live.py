@@ -149,7 +149,8 @@ class LiveStream:
             self.run.log(
                 "stream ready", segments=count, timeToReadySeconds=written.get("timeToReadySeconds")
             )
-            tasks.enqueue_asset(self.run.video_id, "storyboard")
+            for asset in ("poster", "storyboard"):
+                tasks.enqueue_asset(self.run.video_id, asset)
             if config.QUALITIES_WITH_LIVE.value:
                 levels = written.get("qualityLevels") or {}
                 tasks.enqueue_qualities(self.run.video_id, document.pending_qualities(levels))

@@ -111,7 +111,8 @@ def finish_live(stream: LiveStream) -> None:
         lambda data: document.live_ended_fields(data, stream.live.name, count, duration, now())
     )
     run.log("live rendition complete", segments=count, duration=duration)
-    tasks.enqueue_asset(run.video_id, "storyboard")  # a no-op when `ready` queued it
+    for asset in ("poster", "storyboard"):  # no-ops when `ready` queued them
+        tasks.enqueue_asset(run.video_id, asset)
     if download.quality(written).name == stream.live.name:
         tasks.enqueue_asset(run.video_id, "download")
     levels = written.get("qualityLevels") or {}

@@ -5,7 +5,7 @@ second task with the same id, so every enqueue here may be repeated safely).
     {videoId}-{quality}                      generatequality: plan (and encode) a quality
     {videoId}-{quality}-c{index}             generatequality: one chunk of a long quality
     {videoId}-{quality}-swap                 generatequality: the swap, after the grace
-    {videoId}-storyboard, {videoId}-download streamassets: the storyboard, the MP4 download
+    {videoId}-poster, -storyboard, -download streamassets: thumbnail, storyboard, MP4
 """
 
 from __future__ import annotations
