@@ -510,6 +510,7 @@ def warm_up(stack: LocalStack) -> None:
     if not tiny.exists():
         make_clip(tiny, duration=1.0, width=320, height=180)
     progressive(stack, tiny, wait_for="live", timeout_s=60)
+    stack.wait_idle(120)  # its background tasks (poster, storyboard, download) are done too
 
 
 def run_lengths(lengths: tuple[int, ...] = (10, 60, 300), repeats: int = 3) -> dict[str, Any]:

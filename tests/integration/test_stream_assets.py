@@ -18,6 +18,7 @@ from google.cloud import firestore
 from google.cloud.storage import Bucket
 
 from devtools.media_factory import make_clip
+from local_stack.stack import LocalStack
 from tests.support.media import probe_json
 from tests.watch import DocWatcher
 
@@ -137,3 +138,39 @@ def test_storyboard_and_download_are_made_in_the_background(
     assert a["codec_name"] == "aac"
     assert int(v["nb_frames"]) == 270  # every frame of 9 s at 30 fps, none lost in the remux
     assert float(v.get("start_time", 0)) == pytest.approx(0.0, abs=0.1)
+
+
+def test_download_quality_is_a_param_and_fails_with_its_quality(
+    stack: LocalStack, db: firestore.Client, bucket: Bucket, tmp_path: Path
+) -> None:
+    """DOWNLOAD_QUALITY=1080p: the MP4 is remuxed from 1080p once its swap made it ready;
+    when 1080p itself fails, the download is recorded failed with its code (the video is
+    not)."""
+    src = make_clip(tmp_path / "src.mp4", duration=3.0, width=1920, height=1080, crf=35)
+    with stack.host_params(DOWNLOAD_QUALITY="1080p"):
+        ok_id, faulty_id = f"t{uuid.uuid4().hex[:12]}", f"t{uuid.uuid4().hex[:12]}"
+        blob = bucket.blob(f"uploads/{USER}/{faulty_id}.mp4")
+        blob.metadata = {"streamTestFault": "fail-quality:1080p"}  # emulator-only test hook
+        faulty_watch = DocWatcher(db.collection("videos").document(faulty_id))
+        blob.upload_from_filename(str(src), content_type="video/mp4")
+        ok, ok_watch = upload_and_wait(bucket, db, src, ok_id)
+        faulty = faulty_watch.wait_for(
+            lambda d: (d.get("download") or {}).get("status") in ("ready", "failed"), 300
+        )
+    ok_watch.close()
+    faulty_watch.close()
+
+    assert ok["download"]["status"] == "ready" and ok["download"]["quality"] == "1080p"
+    assert ok["download"]["startedAt"] > ok["qualityLevels"]["1080p"]["readyAt"]
+    mp4 = tmp_path / "1080p.mp4"
+    bucket.blob(f"streams/{ok_id}/download.mp4").download_to_filename(str(mp4))
+    atoms = top_level_atoms(mp4)
+    assert atoms.index("moov") < atoms.index("mdat")
+    info = probe_json(mp4, "-show_format", "-show_streams")
+    video = next(s for s in info["streams"] if s["codec_type"] == "video")
+    assert (video["width"], video["height"]) == (1920, 1080)
+    assert float(info["format"]["duration"]) == pytest.approx(3.0, abs=0.1)
+
+    assert faulty["download"]["status"] == "failed"
+    assert faulty["download"]["error"]["code"] == "injected-fault"
+    assert faulty["downloadUrl"] is None and faulty["status"] in ("ready", "complete")
