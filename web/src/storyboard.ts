@@ -45,6 +45,7 @@ export class StoryboardBar {
   private readonly time = el("span", { class: "storyboard-time" });
   private cues: StoryboardCue[] = [];
   private url = "";
+  private total = 0; // the video's duration from its document (a live stream's <video> may not know it yet)
 
   constructor(private readonly video: HTMLVideoElement) {
     this.preview.append(this.time);
@@ -54,8 +55,9 @@ export class StoryboardBar {
     this.bar.addEventListener("click", (e) => (this.video.currentTime = this.timeAt(e)));
   }
 
-  /** Load the storyboard once the document names it. */
-  async load(url: string): Promise<void> {
+  /** Load the storyboard once the document names it; `duration` is the document's. */
+  async load(url: string, duration: number): Promise<void> {
+    this.total = duration;
     if (url === this.url) return;
     this.url = url;
     const res = await fetch(url);
@@ -66,8 +68,7 @@ export class StoryboardBar {
   }
 
   private duration(): number {
-    const d = this.video.duration;
-    return Number.isFinite(d) && d > 0 ? d : (this.cues[this.cues.length - 1]?.end ?? 0);
+    return this.total > 0 ? this.total : (this.cues[this.cues.length - 1]?.end ?? 0);
   }
 
   private timeAt(e: MouseEvent): number {

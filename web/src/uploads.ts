@@ -94,7 +94,7 @@ export class UploadPanel {
           this.player.update(String(data.masterPlaylistUrl), levels);
         }
         // background assets: each appears once its own status is ready
-        if (data.storyboardUrl) void this.storyboard.load(String(data.storyboardUrl)).catch(() => undefined);
+        if (data.storyboardUrl) void this.storyboard.load(String(data.storyboardUrl), Number(data.duration ?? 0)).catch(() => undefined);
         if (data.downloadUrl) {
           const d = (data.download ?? {}) as { quality?: string };
           this.download.href = String(data.downloadUrl);
