@@ -27,7 +27,18 @@ def quality(data: dict[str, Any]) -> Rendition:
     try:
         return download_rendition(ladder, config.DOWNLOAD_QUALITY.value)
     except ValueError as exc:
-        raise JobError(str(exc), code="internal") from exc
+        raise JobError(str(exc), code="invalid-config") from exc
+
+
+def made_from(data: dict[str, Any], name: str) -> bool:
+    """Whether the download is made from quality `name` (its final playlist queues it). A
+    bad DOWNLOAD_QUALITY never fails the stream: the live quality queues the task, which
+    records the download `failed` with the reason."""
+    try:
+        return quality(data).name == name
+    except JobError:
+        ladder = data.get("ladder") or [{}]
+        return bool(ladder[0].get("name") == name)
 
 
 def make(video_id: str, data: dict[str, Any]) -> tuple[dict[str, Any], str]:

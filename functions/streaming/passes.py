@@ -113,7 +113,7 @@ def finish_live(stream: LiveStream) -> None:
     run.log("live rendition complete", segments=count, duration=duration)
     for asset in ("poster", "storyboard"):  # no-ops when `ready` queued them
         tasks.enqueue_asset(run.video_id, asset)
-    if download.quality(written).name == stream.live.name:
+    if download.made_from(written, stream.live.name):
         tasks.enqueue_asset(run.video_id, "download")
     levels = written.get("qualityLevels") or {}
     pending = document.pending_qualities(levels)

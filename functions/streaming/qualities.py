@@ -235,7 +235,7 @@ def swap(ref: firestore.DocumentReference, quality: str) -> None:
     logger.info(
         "quality ready", jobId=video_id, videoId=video_id, quality=quality, segments=len(own)
     )
-    if download.quality(data).name == quality:
+    if download.made_from(data, quality):
         tasks.enqueue_asset(video_id, "download")
     quality_levels.complete_if_settled(ref)
 

@@ -80,7 +80,7 @@ def record_failure(video_id: str, quality: str, error: JobError) -> None:
         error=error.message,
     )
     data = ref.get().to_dict() or {}
-    if data.get("ladder") and download.quality(data).name == quality:
+    if data.get("ladder") and download.made_from(data, quality):
         assets.record_failure(
             video_id, "download", JobError(f"{quality} failed: {error.message}", code=error.code)
         )
