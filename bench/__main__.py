@@ -95,6 +95,8 @@ def collect(quick: bool) -> dict[str, Any]:
         print(f"... {name}", flush=True)
         try:
             results[name] = module.run()
+            if name == "bench_streaming" and hasattr(module, "run_first_playable"):
+                results["first_playable_stages"] = module.run_first_playable()
             if name == "bench_streaming" and hasattr(module, "run_lengths"):
                 lengths = (10, 60) if quick else (10, 60, 300)
                 results["time_to_playable_by_length"] = module.run_lengths(lengths, repeats=3)
@@ -239,6 +241,25 @@ def rows(r: dict[str, Any]) -> list[Row]:
                 "baseline: the baseline's ffmpeg",
             )
         )
+    fp = r.get("first_playable_stages")
+    if isinstance(fp, dict) and "floor" in fp:
+        low = fp["floor"]["first_segment_alone_s"]
+        note = f"median of {fp['repeats']}; baseline: ffmpeg start + 1st segment alone (the floor)"
+        out.append(
+            ("first playable 60 s 1080p30 vs the floor", "s", fp["first_playable_s"], low, note)
+        )
+        out.append(
+            (
+                "first playable 60 s 1080p30 vs transcode-then-publish",
+                "s",
+                fp["first_playable_s"],
+                fp["baseline_first_playable_s"],
+                "same run",
+            )
+        )
+        out.append(("ffmpeg start alone", "s", fp["floor"]["ffmpeg_start_s"], None, "trivial run"))
+        for stage, t in fp["stages_s"].items():
+            out.append((f"first playable stage: {stage}", "s", t, None, "from the trigger's start"))
     for name, m in (r.get("memory") or {}).items():
         if isinstance(m, dict) and "ffmpeg_mib" in m:
             out.append(

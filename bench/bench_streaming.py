@@ -28,7 +28,8 @@ Background qualities run after the live rendition here (QUALITIES_WITH_LIVE=fals
 production every task has its own instance; on a 2-core box they would share the live
 encoder's cores. `run_lengths()` gives time to first playable for 10 s, 60 s and 5 min.
 
-    python -m bench.bench_streaming              # run() and run_lengths(), JSON
+    python -m bench.bench_streaming                 # run() and run_lengths(), JSON
+    python -m bench.bench_streaming first-playable  # run_first_playable(): stages, floor
     from bench.bench_streaming import run; run()
 """
 
@@ -385,12 +386,131 @@ def run(seconds: int = 60) -> dict[str, Any]:
     }
 
 
+STAGES = (
+    "claimed",
+    "probed",
+    "encodeStarted",
+    "thumbnail",
+    "mediaPlaylists",
+    "master",
+    "startDocument",
+    "firstSegmentEncoded",
+    "masterWaited",
+    "firstSegmentUploaded",
+    "firstPlaylistsWritten",
+)
+"""`startStages` on the video document: seconds from the trigger's start to each stage
+(streaming/live.py `mark`); stages not on the path (e.g. the thumbnail once it moved to the
+background) are missing."""
+
+
+def floor(stack: LocalStack, src: Path, repeats: int = 3) -> dict[str, Any]:
+    """The physical floor on this machine: ffmpeg's start on its own (a trivial run), and
+    ffmpeg started on the upload's URL encoding only the first segment of the live
+    rendition (same arguments as the live encode), with nothing else: medians of `repeats`."""
+    bucket = Client(project=stack.settings.project_id).bucket(stack.settings.bucket)
+    name = f"uploads/bench-user/floor{uuid.uuid4().hex[:8]}.bin"  # not a video: no trigger
+    bucket.blob(name).upload_from_filename(str(src), content_type="application/octet-stream")
+    url = stack.storage_url(name)
+    live = ladder_for(probe(src))[0]
+    starts, firsts = [], []
+    for _ in range(repeats):
+        t = time.monotonic()
+        run_ffmpeg(["-f", "lavfi", "-i", "color=s=16x16:d=0.04", "-f", "null", "-"], timeout_s=60)
+        starts.append(time.monotonic() - t)
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.monotonic()
+            args = hls_encode_args(url, tmp, live, preset=LIVE_PRESET, tune=LIVE_TUNE, end_number=1)
+            run_ffmpeg(args, timeout_s=120)
+            firsts.append(time.monotonic() - t)
+    return {
+        "ffmpeg_start_s": round(statistics.median(starts), 3),
+        "first_segment_alone_s": round(statistics.median(firsts), 3),
+        "runs_first_segment_alone_s": [round(f, 3) for f in firsts],
+    }
+
+
+def background_assets(stack: LocalStack, src: Path, timeout_s: float = 600) -> dict[str, Any]:
+    """One upload followed to its storyboard and MP4 download: how long each took (its task's
+    start to ready) and that each started after `ready` (never on the first-playable path)."""
+    db = firestore.Client(project=stack.settings.project_id)
+    bucket = Client(project=stack.settings.project_id).bucket(stack.settings.bucket)
+    video_id = f"bench{uuid.uuid4().hex[:10]}"
+    _upload(bucket, src, video_id)
+    doc = _wait_doc(
+        db,
+        video_id,
+        lambda d: all(
+            (d.get(a) or {}).get("status") in ("ready", "failed")
+            for a in ("storyboard", "download")
+        ),
+        timeout_s,
+    )
+    ready = _ts(doc.get("readyAt"))
+    out: dict[str, Any] = {}
+    for asset in ("storyboard", "download"):
+        a = doc.get(asset) or {}
+        start, end = _ts(a.get("startedAt")), _ts(a.get("readyAt"))
+        out[asset] = {
+            "status": a.get("status"),
+            "seconds": _since(end, start),
+            "started_after_ready_s": _since(start, ready),
+            "size_bytes": a.get("sizeBytes"),
+        }
+    return out
+
+
+def run_first_playable(seconds: int = 60, repeats: int = 3) -> dict[str, Any]:
+    """Where time to first playable goes, per stage (medians of `repeats` uploads on a warm
+    instance), next to the floor and the naive baseline measured in the same run."""
+    src = source(seconds)
+    stack = start_stack()
+    runs: list[dict[str, Any]] = []
+    try:
+        with stack.env():
+            for _ in range(repeats):
+                warm_up(stack)
+                out = progressive(stack, src, wait_for="ready", timeout_s=120)
+                db = firestore.Client(project=stack.settings.project_id)
+                doc = db.collection("videos").document(out["video_id"]).get().to_dict() or {}
+                out["stages"] = doc.get("startStages") or {}
+                runs.append(out)
+                stack.restart_host()  # stops the rest of this encode
+            low = floor(stack, src, repeats)
+            base = baseline(stack, src)
+            assets = background_assets(stack, src)
+    finally:
+        stack.stop()
+
+    def median(values: list[Any]) -> float | None:
+        values = [v for v in values if v is not None]
+        return round(statistics.median(values), 3) if values else None
+
+    first = median([r["from_trigger_start"]["first_playable_s"] for r in runs])
+    stages = {s: median([r["stages"].get(s) for r in runs]) for s in STAGES}
+    return {
+        "source_s": seconds,
+        "repeats": repeats,
+        "first_playable_s": first,
+        "ready_s": median([r["from_trigger_start"]["ready_s"] for r in runs]),
+        "stages_s": {k: v for k, v in stages.items() if v is not None},
+        "runs_first_playable_s": [r["from_trigger_start"]["first_playable_s"] for r in runs],
+        "floor": low,
+        "baseline_first_playable_s": base["first_playable_s"],
+        "ratio_to_floor": round(first / low["first_segment_alone_s"], 2) if first else None,
+        "ratio_to_baseline": round(first / base["first_playable_s"], 3) if first else None,
+        "background_assets": assets,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
 def warm_up(stack: LocalStack) -> None:
     """One tiny upload, so the measured one finds a warm instance (clients, imports)."""
     tiny = CACHE / "warmup_320x180.mp4"
     if not tiny.exists():
         make_clip(tiny, duration=1.0, width=320, height=180)
     progressive(stack, tiny, wait_for="live", timeout_s=60)
+    stack.wait_idle(120)  # its background tasks (poster, storyboard, download) are done too
 
 
 def run_lengths(lengths: tuple[int, ...] = (10, 60, 300), repeats: int = 3) -> dict[str, Any]:
@@ -428,4 +548,7 @@ if __name__ == "__main__":
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    print(json.dumps({"run": run(), "run_lengths": run_lengths()}, indent=2))
+    if sys.argv[1:] == ["first-playable"]:
+        print(json.dumps(run_first_playable(), indent=2))
+    else:
+        print(json.dumps({"run": run(), "run_lengths": run_lengths()}, indent=2))

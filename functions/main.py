@@ -28,7 +28,7 @@ from handlers import (
 from longform import callables as longform_callables
 from longform import job as longform_job
 from longform import step as longform_step
-from streaming import continuation, qualities, stalled, trigger
+from streaming import assets, continuation, qualities, stalled, trigger
 from streaming import document as video_document
 
 init_app()
@@ -194,3 +194,8 @@ def streamcontinue(req: tasks_fn.CallableRequest) -> None:
 @tasks_fn.on_task_dispatched(**runtime.GENERATE_QUALITY.options)
 def generatequality(req: tasks_fn.CallableRequest) -> None:
     qualities.handle(req)
+
+
+@tasks_fn.on_task_dispatched(**runtime.STREAM_ASSETS.options)
+def streamassets(req: tasks_fn.CallableRequest) -> None:
+    assets.handle(req)

@@ -62,4 +62,3 @@ def sign_in(uid: str, *, auth_host: str, project_id: str) -> str:
     with _cache_lock:
         _cache[key] = (token, time.time() + 3000)
     return token
-

@@ -165,6 +165,11 @@ STREAM_OVERLAP_START = params.BoolParam(
     default=True,
     description="Start the live encoder while thumbnail and master are written (publish order kept).",
 )
+DOWNLOAD_QUALITY = params.StringParam(
+    "DOWNLOAD_QUALITY",
+    default="720p",
+    description="Quality of a stream's MP4 download (`downloadUrl`): this one, or the highest below it.",
+)
 STREAM_BASE_URL = params.StringParam(
     "STREAM_BASE_URL",
     default="",

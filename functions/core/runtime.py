@@ -179,6 +179,17 @@ STREAM_CONTINUE = TaskQueue(
     resources=STREAM_TASK,
     dispatch_deadline_s=STREAM_TASK_TIMEOUT_S,
 )
+# One background asset of a stream (storyboard, MP4 download) per task: off the first-playable
+# path, so it may wait its turn behind the live encodes.
+STREAM_ASSETS = TaskQueue(
+    "streamassets",
+    retry=options.RetryConfig(
+        max_attempts=3, min_backoff_seconds=30, max_backoff_seconds=300, max_doublings=3
+    ),
+    rate_limits=options.RateLimits(max_concurrent_dispatches=5),
+    resources=STREAM_TASK,
+    dispatch_deadline_s=STREAM_TASK_TIMEOUT_S,
+)
 # One background quality (or one chunk of it, or its swap) per task. QUALITY_STALL_SECONDS
 # (core/config.py) must exceed this queue's whole retry window.
 GENERATE_QUALITY = TaskQueue(

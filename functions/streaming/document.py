@@ -81,6 +81,11 @@ def new_video(
         "liveEndedAt": None,
         "completedAt": None,
         "timeToReadySeconds": None,
+        # background assets, each with its own status (streaming/assets.py)
+        "storyboard": {"status": WAITING},
+        "storyboardUrl": None,
+        "download": {"status": WAITING},
+        "downloadUrl": None,
     }
     if test_fault:
         doc["testFault"] = test_fault

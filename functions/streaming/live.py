@@ -46,6 +46,8 @@ class LiveStream:
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=4))
     ready_after: int = 1
     last_write: float = 0.0
+    started: float | None = None  # monotonic start of the delivery (the trigger's `handle`)
+    stages: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def open(
@@ -56,6 +58,13 @@ class LiveStream:
         )
         run.stream = stream
         return stream
+
+    def mark(self, stage: str) -> None:
+        """Seconds from the trigger's start to the first time `stage` was reached; written
+        on the document as `startStages` when the stream becomes ready (the benchmark's
+        breakdown of time to first playable)."""
+        if self.started is not None and stage not in self.stages:
+            self.stages[stage] = round(time.monotonic() - self.started, 3)
 
     @property
     def paths(self) -> StreamPaths:
@@ -104,8 +113,10 @@ class LiveStream:
             SEGMENT_CONTENT_TYPE,
             cache_control=storage.CACHE_IMMUTABLE,
         )
+        self.mark("firstSegmentUploaded")
         self.segments.append(Segment(segment_name(seg.number), seg.duration_s, seg.size_bytes))
         self.write_playlists(ended=False)
+        self.mark("firstPlaylistsWritten")
         seg.path.unlink(missing_ok=True)  # /tmp is memory
         self._progress()
 
@@ -129,6 +140,8 @@ class LiveStream:
                 fields["firstSegmentAt"] = t
             if data.get("status") == document.PROCESSING and count >= self.ready_after:
                 fields.update(document.ready_fields(data, t))
+                if self.stages:
+                    fields["startStages"] = dict(self.stages)
             return fields
 
         written = self.run.modify(change)
@@ -136,6 +149,8 @@ class LiveStream:
             self.run.log(
                 "stream ready", segments=count, timeToReadySeconds=written.get("timeToReadySeconds")
             )
+            for asset in ("poster", "storyboard"):
+                tasks.enqueue_asset(self.run.video_id, asset)
             if config.QUALITIES_WITH_LIVE.value:
                 levels = written.get("qualityLevels") or {}
                 tasks.enqueue_qualities(self.run.video_id, document.pending_qualities(levels))

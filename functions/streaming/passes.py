@@ -19,7 +19,7 @@ from media.hls import publish
 from media.hls.encode import LIVE_PRESET, LIVE_TUNE, hls_encode_args
 from media.hls.playlists import swap_grace_s
 from media.hls.segmenter import stream_segments
-from streaming import document, tasks
+from streaming import document, download, tasks
 from streaming.live import LiveStream, published_segments
 from streaming.quality_levels import complete_if_settled
 
@@ -64,12 +64,15 @@ def run_pass(
             end_number=end_number,
         )
         timeout = max(10.0, hard_limit_s - (time.monotonic() - started))
+        stream.mark("encodeStarted")
         segments = stream_segments(args, tmp, timeout_s=timeout, start_s=grid.boundary_time(start))
         try:
             for seg in segments:
+                stream.mark("firstSegmentEncoded")
                 if before_first is not None:
                     before_first.result()  # nothing is published before the master
                     before_first = None
+                    stream.mark("masterWaited")
                 stream.publish(seg)
                 last = end_number is not None and seg.number + 1 >= end_number
                 if not last and time.monotonic() - started > budget_s:
@@ -108,6 +111,10 @@ def finish_live(stream: LiveStream) -> None:
         lambda data: document.live_ended_fields(data, stream.live.name, count, duration, now())
     )
     run.log("live rendition complete", segments=count, duration=duration)
+    for asset in ("poster", "storyboard"):  # no-ops when `ready` queued them
+        tasks.enqueue_asset(run.video_id, asset)
+    if download.made_from(written, stream.live.name):
+        tasks.enqueue_asset(run.video_id, "download")
     levels = written.get("qualityLevels") or {}
     pending = document.pending_qualities(levels)
     if not config.QUALITIES_WITH_LIVE.value:

@@ -43,7 +43,7 @@ from media.hls.playlists import (
     swap_grace_s,
 )
 from media.hls.segmenter import stream_segments
-from streaming import document, quality_levels, tasks
+from streaming import document, download, quality_levels, tasks
 from streaming.claim import video_ref
 from streaming.live import published_segments
 
@@ -235,6 +235,8 @@ def swap(ref: firestore.DocumentReference, quality: str) -> None:
     logger.info(
         "quality ready", jobId=video_id, videoId=video_id, quality=quality, segments=len(own)
     )
+    if download.made_from(data, quality):
+        tasks.enqueue_asset(video_id, "download")
     quality_levels.complete_if_settled(ref)
 
 

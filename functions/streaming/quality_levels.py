@@ -17,7 +17,7 @@ from google.cloud import firestore
 from core.errors import JobError
 from core.lifecycle import now
 from core.ownership import write_if_owner
-from streaming import document
+from streaming import assets, document, download
 from streaming.claim import video_ref
 
 LevelChange = Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -79,6 +79,11 @@ def record_failure(video_id: str, quality: str, error: JobError) -> None:
         errorCode=error.code,
         error=error.message,
     )
+    data = ref.get().to_dict() or {}
+    if data.get("ladder") and download.made_from(data, quality):
+        assets.record_failure(
+            video_id, "download", JobError(f"{quality} failed: {error.message}", code=error.code)
+        )
     complete_if_settled(ref)
 
 

@@ -5,6 +5,7 @@ second task with the same id, so every enqueue here may be repeated safely).
     {videoId}-{quality}                      generatequality: plan (and encode) a quality
     {videoId}-{quality}-c{index}             generatequality: one chunk of a long quality
     {videoId}-{quality}-swap                 generatequality: the swap, after the grace
+    {videoId}-poster, -storyboard, -download streamassets: thumbnail, storyboard, MP4
 """
 
 from __future__ import annotations
@@ -50,3 +51,10 @@ def schedule_swap(video_id: str, quality: str, delay_s: float) -> None:
         task_id=f"{video_id}-{quality}-swap",
         delay_s=delay_s,
     )
+
+
+def enqueue_asset(video_id: str, asset: str) -> None:
+    created = enqueue(
+        runtime.STREAM_ASSETS, {"videoId": video_id, "asset": asset}, task_id=f"{video_id}-{asset}"
+    )
+    logger.info("stream asset queued", videoId=video_id, asset=asset, created=created)

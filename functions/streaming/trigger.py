@@ -90,10 +90,14 @@ def _stream_upload(run: VideoRun, obj: storage_fn.StorageObjectData, started: fl
             f"the upload is {size} bytes; at most {config.UPLOAD_MAX_BYTES.value} are streamed",
             code="upload-too-large",
         )
+    claimed = time.monotonic()
     src = storage.source_url(obj.name)
     info = probe_source(src, size)
+    probed = time.monotonic()
     run.count_upload_seconds(info.duration_s)
     stream = LiveStream.open(run, plan(info), info.duration_s, src)
+    stream.started = started
+    stream.stages.update(claimed=round(claimed - started, 3), probed=round(probed - started, 3))
     if run.resumed and resume_published(stream):
         return
     end = pass_end(stream, config.STREAM_INLINE_SECONDS.value)

@@ -164,9 +164,7 @@ def sweep_once_leases_expired(stack: LocalStack, refs: list[firestore.DocumentRe
         for ref in refs:
             doc = ref.get().to_dict() or {}
             lease = doc.get("leaseExpiresAt")
-            if doc.get("status") not in (*TERMINAL, "complete") and (
-                lease is None or lease >= now
-            ):
+            if doc.get("status") not in (*TERMINAL, "complete") and (lease is None or lease >= now):
                 return False
         return True
 

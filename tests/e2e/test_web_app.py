@@ -233,3 +233,46 @@ def test_d_a_creation_without_enough_tokens_is_refused_on_the_page_and_costs_not
         .where(filter=firestore.FieldFilter("userId", "==", user.uid))
         .stream()
     ] == []
+
+
+def test_e_the_seek_bar_previews_the_storyboard_and_the_download_link_appears(
+    stack: LocalStack, db: firestore.Client, page: Any, tmp_path: Path
+) -> None:
+    clip = make_clip(tmp_path / "web-scrub.mp4", duration=6.0, width=1280, height=720, crf=30)
+    sign_in_anonymously(page)
+    page.set_input_files("#video-file", str(clip))
+    page.click("#upload-video")
+    # the storyboard arrives in the background: the seek bar shows once its VTT is loaded
+    page.wait_for_selector(".storyboard[data-cues='3']", timeout=240_000)
+    video_id = page.eval_on_selector("#video-status", "e => e.dataset.videoId")
+    doc = db.collection("videos").document(video_id).get().to_dict()
+    assert doc["storyboard"]["status"] == "ready"
+
+    # hovering at 3/4 of the bar (4.5 s of 6 s) shows the tile of the cue 4-6 s
+    box = page.locator("#seek-bar").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
+    page.wait_for_selector("#storyboard-preview:not([hidden])", timeout=10_000)
+    preview = page.eval_on_selector(
+        "#storyboard-preview",
+        "e => ({...e.dataset, bg: getComputedStyle(e).backgroundImage,"
+        " pos: getComputedStyle(e).backgroundPosition})",
+    )
+    assert preview["xywh"] == "320,0,160,90"
+    assert preview["image"].endswith(f"/streams/{video_id}/storyboard/sprite_000.jpg")
+    assert preview["pos"] == "-320px 0px" and "sprite_000.jpg" in preview["bg"]
+    loaded = page.evaluate(
+        "url => new Promise(r => { const i = new Image(); i.onload = () => r([i.naturalWidth,"
+        " i.naturalHeight]); i.onerror = () => r(null); i.src = url; })",
+        preview["image"],
+    )
+    assert loaded == [1600, 900]
+
+    # the download link appears once the MP4 exists, and serves it
+    page.wait_for_selector("#download-link:not([hidden])", timeout=240_000)
+    href = page.eval_on_selector("#download-link", "e => e.href")
+    assert href.endswith(f"/streams/{video_id}/download.mp4")
+    assert "720p" in page.inner_text("#download-link")
+    head = page.evaluate(
+        "url => fetch(url).then(r => [r.status, r.headers.get('content-type')])", href
+    )
+    assert head == [200, "video/mp4"]

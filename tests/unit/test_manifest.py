@@ -46,6 +46,7 @@ EXPECTED = {
     "streamcontinue": ("task", None),
     "generatequality": ("task", None),
     "redrivework": ("task", None),
+    "streamassets": ("task", None),
 }
 
 

@@ -163,6 +163,7 @@ def test_every_retry_config_and_rate_limit_is_declared_in_core_runtime() -> None
         "multivideostep", "longformstep", "creationworker", "streamcontinue", "generatequality",
         "providerpoll",
         "redrivework",
+        "streamassets",
     }  # fmt: skip
     for q in queues:
         assert isinstance(q.retry, options.RetryConfig) and q.options["retry_config"] is q.retry

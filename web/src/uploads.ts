@@ -8,6 +8,7 @@ import { doc, onSnapshot, type Unsubscribe } from "firebase/firestore";
 import { ref, uploadBytesResumable } from "firebase/storage";
 import type { Services } from "./firebase";
 import { StreamPlayer } from "./player";
+import { StoryboardBar } from "./storyboard";
 import type { QualityLevels } from "./quality";
 import { button, describeError, el, ProgressBar, section } from "./ui";
 
@@ -20,6 +21,8 @@ export class UploadPanel {
   private readonly videoStatus = el("p", { id: "video-status", text: "" });
   private readonly qualities = el("ul", { id: "qualities" });
   private readonly player = new StreamPlayer();
+  private readonly storyboard = new StoryboardBar(this.player.video);
+  private readonly download = el("a", { id: "download-link", hidden: true, download: "" }, "Download MP4");
   private watch: Unsubscribe | null = null;
 
   constructor(private readonly svc: Services) {
@@ -31,6 +34,8 @@ export class UploadPanel {
       this.videoStatus,
       this.qualities,
       this.player.root,
+      this.storyboard.root,
+      this.download,
     );
     this.setUser(null);
   }
@@ -87,6 +92,14 @@ export class UploadPanel {
         );
         if ((status === "ready" || status === "complete") && data.masterPlaylistUrl) {
           this.player.update(String(data.masterPlaylistUrl), levels);
+        }
+        // background assets: each appears once its own status is ready
+        if (data.storyboardUrl) void this.storyboard.load(String(data.storyboardUrl), Number(data.duration ?? 0)).catch(() => undefined);
+        if (data.downloadUrl) {
+          const d = (data.download ?? {}) as { quality?: string };
+          this.download.href = String(data.downloadUrl);
+          this.download.textContent = `Download MP4 (${d.quality ?? "720p"})`;
+          this.download.hidden = false;
         }
       },
       (err) => (this.videoStatus.textContent = describeError(err)),
