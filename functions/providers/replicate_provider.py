@@ -34,7 +34,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -44,27 +43,30 @@ from typing import Any
 import httpx
 import replicate
 from PIL import Image, ImageOps
-from replicate.exceptions import ModelError, ReplicateError
 
 from core.errors import (
-    ContentPolicyError,
     InvalidInput,
-    JobError,
     MediaError,
     ProviderError,
     TransientProviderError,
 )
-from core.safe_fetch import NETWORK_ERRORS, fetch_to_file, parse_retry_after
+from core.safe_fetch import fetch_to_file
 from media.probe import probe
 from providers import model_schemas
 from providers.base import GeneratedMedia, ImageRequest, VideoLimits, VideoRequest
+from providers.replicate_answers import (
+    RawPrediction,
+    SdkErrors,
+    as_png,
+    first_url,
+    outcome,
+    split_model,
+)
 
 DEFAULT_ALLOWED_HOSTS = ("replicate.delivery", "replicate.com")
 DEFAULT_COMPOSITE_MODEL = "black-forest-labs/flux-kontext-pro"
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
-_POLICY_RE = re.compile(r"nsfw|safety|sensitive|content polic|flagged", re.I)
 _FLUX_RATIOS = ("1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21")
-_VERSION_RE = re.compile(r"^[0-9a-f]{64}$")
 _TERMINAL = ("succeeded", "failed", "canceled", "aborted")
 MAX_INLINE_IMAGE_BYTES = 2 * 1024 * 1024
 INLINE_IMAGE_MAX_SIDE = 2048
@@ -146,11 +148,11 @@ class ReplicateProvider:
     def collect_image(self, prediction: Mapping[str, Any], work_dir: Path) -> GeneratedMedia:
         """The image of a finished prediction (a webhook body or `prediction()`), or the
         error it ended with."""
-        pred = _outcome(_RawPrediction(dict(prediction)))
+        pred = outcome(RawPrediction(dict(prediction)))
         return self._image_media(pred, str(prediction.get("model") or self.image_model), work_dir)
 
     def collect_video(self, prediction: Mapping[str, Any], work_dir: Path) -> GeneratedMedia:
-        return self._video_media(_outcome(_RawPrediction(dict(prediction))), work_dir)
+        return self._video_media(outcome(RawPrediction(dict(prediction))), work_dir)
 
     def cancel(self, prediction_id: str) -> None:
         self._cancel_quietly(prediction_id)
@@ -193,10 +195,10 @@ class ReplicateProvider:
         return inp
 
     def _image_media(self, pred: Any, model: str, work_dir: Path) -> GeneratedMedia:
-        url = _first_url(pred.output)
+        url = first_url(pred.output)
         work_dir.mkdir(parents=True, exist_ok=True)
         raw = self._download(url, work_dir / f"replicate-{pred.id}.download")
-        out = _as_png(raw, work_dir / f"replicate-{pred.id}.png")
+        out = as_png(raw, work_dir / f"replicate-{pred.id}.png")
         with Image.open(out) as img:
             size = img.size
         return GeneratedMedia(
@@ -208,7 +210,7 @@ class ReplicateProvider:
         )
 
     def _video_media(self, pred: Any, work_dir: Path) -> GeneratedMedia:
-        url = _first_url(pred.output)
+        url = first_url(pred.output)
         work_dir.mkdir(parents=True, exist_ok=True)
         out = self._download(url, work_dir / f"replicate-{pred.id}.mp4")
         try:
@@ -241,10 +243,10 @@ class ReplicateProvider:
                 )
             time.sleep(self.poll_interval_s)
             pred = self._reload(pred)
-        return _outcome(pred)
+        return outcome(pred)
 
     def _create(self, model: str, inp: dict[str, Any], *, webhook: str | None = None) -> Any:
-        ref, version = _split_model(model)
+        ref, version = split_model(model)
         hooks: dict[str, Any] = (
             {"webhook": webhook, "webhook_events_filter": ["completed"]} if webhook else {}
         )
@@ -279,7 +281,7 @@ class ReplicateProvider:
             status = raw.get("status") if isinstance(raw, dict) else None
             if status not in _TERMINAL:
                 raise
-            return _RawPrediction(raw)
+            return RawPrediction(raw)
 
     def _raw_prediction(self, prediction_id: str) -> Any:
         with self._sdk_errors("polling a prediction"):
@@ -313,71 +315,8 @@ class ReplicateProvider:
     def _remember_retry_after(self, response: httpx.Response) -> None:
         self._last_retry_after.value = response.headers.get("retry-after")
 
-    def _sdk_errors(self, what: str) -> _SdkErrors:
-        return _SdkErrors(self, what)
-
-
-class _SdkErrors:
-    """Context manager turning SDK / transport exceptions into core.errors."""
-
-    def __init__(self, provider: ReplicateProvider, what: str) -> None:
-        self.provider = provider
-        self.what = what
-        self.status: int | None = None  # HTTP status of a ReplicateError, if any
-
-    def __enter__(self) -> None:
-        self.provider._last_retry_after.value = None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is None or isinstance(exc, JobError) or not isinstance(exc, Exception):
-            return
-        raise self._map(exc) from exc
-
-    def _map(self, exc: BaseException) -> JobError:
-        what = self.what
-        if isinstance(exc, ReplicateError):
-            status = self.status = exc.status or 0
-            detail = exc.detail or exc.title or ""
-            if status == 429:
-                retry_after = parse_retry_after(
-                    getattr(self.provider._last_retry_after, "value", None)
-                )
-                return TransientProviderError(
-                    f"Replicate is rate limiting us ({detail or 'HTTP 429'}).",
-                    retry_after_s=retry_after,
-                )
-            if status >= 500 or status in (408, 409):
-                return TransientProviderError(f"Replicate answered HTTP {status} while {what}.")
-            if status in (401, 403):
-                return ProviderError(
-                    f"Replicate rejected our credentials (HTTP {status}).", code="provider-auth"
-                )
-            if _POLICY_RE.search(detail):
-                return ContentPolicyError(f"Replicate refused the request: {detail}")
-            if status == 422:
-                fields = " ".join(line.strip() for line in detail.splitlines() if line.strip())
-                return ProviderError(
-                    f"Replicate refused our input while {what} "
-                    f"({exc.title or 'HTTP 422'}): {fields or 'no detail given'}",
-                    code="provider-rejected-input",
-                )
-            return ProviderError(f"Replicate answered HTTP {status} while {what}: {detail}")
-        if isinstance(exc, ModelError):
-            text = str(exc)
-            if _POLICY_RE.search(text):
-                return ContentPolicyError(f"Replicate refused the request: {text}")
-            return ProviderError(f"Replicate prediction failed: {text}")
-        if isinstance(exc, NETWORK_ERRORS):
-            return TransientProviderError(
-                f"Could not reach Replicate while {what}: {type(exc).__name__}: {exc}"
-            )
-        if isinstance(exc, (ValueError, TypeError, KeyError)):
-            # not JSON, or JSON that is not a prediction (pydantic errors are ValueErrors)
-            return ProviderError(
-                f"Replicate sent a response we cannot read while {what}: {exc}",
-                code="provider-bad-response",
-            )
-        return ProviderError(f"Replicate call failed while {what}: {type(exc).__name__}: {exc}")
+    def _sdk_errors(self, what: str) -> SdkErrors:
+        return SdkErrors(self._last_retry_after, what)
 
 
 class _BoundedTransport(httpx.HTTPTransport):
@@ -398,17 +337,6 @@ class _BoundedTransport(httpx.HTTPTransport):
             for key, default in self._defaults.items()
         }
         return super().handle_request(request)
-
-
-class _RawPrediction:
-    """A terminal prediction read as raw JSON (status unknown to the SDK's model)."""
-
-    def __init__(self, raw: dict[str, Any]) -> None:
-        self.id = str(raw.get("id", ""))
-        self.status = str(raw.get("status", ""))
-        self.error = raw.get("error")
-        self.output = raw.get("output")
-        self.metrics = raw.get("metrics")
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -446,70 +374,3 @@ def data_uri(path: Path) -> str:
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"The seed image is not a readable picture: {exc}") from exc
     return f"data:{mime};base64,{base64.b64encode(raw).decode()}"
-
-
-def _outcome(pred: Any) -> Any:
-    """A terminal prediction: itself if it succeeded, else the error it ended with."""
-    if pred.status == "succeeded":
-        return pred
-    error = str(pred.error or "")
-    if pred.status == "failed":
-        if _POLICY_RE.search(error):
-            raise ContentPolicyError(f"Replicate refused the request: {error}")
-        raise ProviderError(f"Replicate prediction failed: {error or 'no error given'}")
-    if pred.status == "aborted":
-        raise TransientProviderError(f"Replicate aborted prediction {pred.id} before it started.")
-    if pred.status == "canceled":
-        raise ProviderError(
-            f"Replicate prediction {pred.id} was canceled.", code="provider-canceled"
-        )
-    raise ProviderError(
-        f"Replicate prediction {pred.id} has not ended ({pred.status or 'no status'}).",
-        code="provider-bad-response",
-    )
-
-
-def _split_model(model: str) -> tuple[str, str | None]:
-    """("owner/name", None), ("owner/name", version) or ("", version)."""
-    if ":" in model:
-        ref, version = model.split(":", 1)
-        return ref, version
-    if _VERSION_RE.match(model):
-        return "", model
-    return model, None
-
-
-def _first_url(output: Any) -> str:
-    """The first output URL (Flux: a list of URLs; SeeDance: one URL)."""
-    if isinstance(output, str) and output:
-        return output
-    if isinstance(output, (list, tuple)):
-        for item in output:
-            if isinstance(item, str) and item:
-                return item
-    if isinstance(output, dict):
-        for value in output.values():
-            try:
-                return _first_url(value)
-            except ProviderError:
-                continue
-    raise ProviderError("Replicate finished without an output file.", code="empty-output")
-
-
-def _as_png(raw: Path, out: Path) -> Path:
-    """Check the download is a picture; store it as PNG (providers may send webp/jpeg)."""
-    try:
-        with Image.open(raw) as img:
-            img.load()
-            if img.format == "PNG":
-                raw.replace(out)
-                return out
-            converted = img.convert("RGBA" if "A" in img.getbands() else "RGB")
-        converted.save(out, format="PNG")
-    except (OSError, ValueError) as exc:
-        raise ProviderError(
-            f"Replicate returned an image that cannot be read: {exc}", code="bad-output"
-        ) from exc
-    finally:
-        raw.unlink(missing_ok=True)
-    return out
