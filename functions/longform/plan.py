@@ -193,10 +193,15 @@ def retry_note(
 
 
 def segment_update(
-    job: Mapping[str, Any], entry: Mapping[str, Any], now: datetime, lease: timedelta
+    job: Mapping[str, Any],
+    entry: Mapping[str, Any],
+    now: datetime,
+    lease: timedelta,
+    *,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
-    """Append a finished segment (kept sorted by index). None when the index is already
-    there: finished work is never replaced."""
+    """Append a finished segment (kept sorted by index), with `extra` job fields (the
+    preview's). None when the index is already there: finished work is never replaced."""
     index = entry["index"]
     if index in finished_indices(job):
         return None
@@ -211,6 +216,7 @@ def segment_update(
         "currentSegment": index,
         "stepClaim": None,
         "lastRetry": None,
+        **(extra or {}),
         **_lease(now, lease),
     }
 

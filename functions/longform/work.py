@@ -19,6 +19,7 @@ from core.task_attempt import Retry
 from longform import plan
 from longform.claim import StepRun
 from longform.job import LongFormJob, enqueue_step
+from longform.preview import publish_clip
 from media.compose_run import stitch
 from media.frames import extract_last_frame
 from media.probe import probe
@@ -44,6 +45,8 @@ def segment(run: StepRun, spec: LongFormJob, index: int) -> None:
             raise MediaError(f"the provider's segment {index} has no video", code="invalid-clip")
         url = storage.upload_file(generated.path, video_path, "video/mp4")
         frame_url = storage.upload_file(last, frame_path, "image/png")
+        run.renew()
+        piece, preview_fields = publish_clip(run, spec, index, generated.path, info, tmp)
     entry: dict[str, Any] = {
         "index": index,
         "url": url,
@@ -58,7 +61,13 @@ def segment(run: StepRun, spec: LongFormJob, index: int) -> None:
         "provider": generated.provider,
         "model": generated.model,
     }
-    job = run.write(lambda current: plan.segment_update(current, entry, now(), lease_duration()))
+    if piece is not None:
+        entry["preview"] = piece
+    job = run.write(
+        lambda current: plan.segment_update(
+            current, entry, now(), lease_duration(), extra=preview_fields
+        )
+    )
     nxt = plan.step_after(index, job)
     run.log(
         "segment finished",

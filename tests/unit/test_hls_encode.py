@@ -15,7 +15,13 @@ import pytest
 from core.errors import MediaError
 from devtools.baseline import run_baseline
 from devtools.media_factory import make_clip
-from media.hls.encode import FFMPEG_PLAYLIST, LIVE_TUNE, hls_encode_args, keyframe_expr
+from media.hls.encode import (
+    FFMPEG_PLAYLIST,
+    LIVE_TUNE,
+    hls_encode_args,
+    keyframe_expr,
+    preview_encode_args,
+)
 from media.hls.ladder import Rendition, SegmentGrid, ladder_for, plan_ladder
 from media.hls.playlists import parse_media_playlist
 from media.hls.segmenter import SegmentFile, stream_segments
@@ -338,3 +344,27 @@ def test_chunk_args_seek_half_a_frame_early_and_cap_frames() -> None:
     assert "start_time=5" in value("-vf")
     with pytest.raises(ValueError):
         hls_encode_args("in.mp4", "/out", r, start_number=5, end_number=5)
+
+
+def test_preview_clips_of_different_timings_land_on_one_grid(tmp_path) -> None:
+    """Long-form preview: clips with another size, frame rate or no audio become segments
+    with the same size, fps, codecs and uniform durations."""
+    (r,) = plan_ladder(320, 180, 30)
+    clips = [
+        make_clip(tmp_path / "a.mp4", duration=2.5, width=320, height=180, fps=30),
+        make_clip(tmp_path / "b.mp4", duration=2.04, width=336, height=188, fps=24, audio=None),
+    ]
+    for i, clip in enumerate(clips):
+        out = tmp_path / f"out{i}"
+        out.mkdir()
+        args = preview_encode_args(
+            clip, out, r, segment_pattern=f"clip{i:03d}_%05d.ts", src_has_audio=i == 0
+        )
+        segs = [_inspect(s, out) for s in stream_segments(args, out, timeout_s=120)]
+        assert {(s.width, s.height) for s in segs} == {(320, 180)}
+        assert {s.codecs for s in segs} == {("aac", "h264")}
+        assert all(s.first_frame_key and s.keyframes == 1 for s in segs)
+        assert all(s.duration_s <= 2.0 + 1e-3 for s in segs)
+        total = sum(s.duration_s for s in segs)
+        assert abs(total - probe(clip).duration_s) < 1 / 24 + 1e-3
+        assert segs[0].name == f"clip{i:03d}_00000.ts"

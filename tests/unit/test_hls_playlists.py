@@ -10,10 +10,12 @@ import pytest
 from media.hls.ladder import SegmentGrid, plan_ladder
 from media.hls.playlists import (
     Bandwidth,
+    PreviewPiece,
     Segment,
     StreamPaths,
     build_event_playlist,
     build_master,
+    build_preview_playlist,
     build_variant_playlist,
     build_vod_playlist,
     measure_bandwidth,
@@ -224,3 +226,64 @@ def test_our_playlists_round_trip_through_our_parser() -> None:
     segs = _segments([1.0, 2.0, 1.5])
     parsed = parse_media_playlist(build_event_playlist(segs, TARGET, ended=True))
     assert parsed.segments == segs and parsed.ended and parsed.target_duration == TARGET
+
+
+# --------------------------------------------------------------------------- long-form preview
+
+
+def _piece(index: int, durations: list[float]) -> PreviewPiece:
+    return PreviewPiece(
+        index, tuple(Segment(f"clip{index:03d}_{n:05d}.ts", d) for n, d in enumerate(durations))
+    )
+
+
+def test_preview_is_an_event_playlist_of_the_clips_in_order() -> None:
+    pieces = [_piece(1, [2.0, 0.5]), _piece(0, [2.0, 2.0, 1.0])]
+    text = build_preview_playlist(pieces, clip_count=3, target_duration=2)
+    pl = m3u8.loads(text)
+    assert pl.playlist_type == "event" and pl.media_sequence == 0 and not pl.is_endlist
+    assert [s.uri for s in pl.segments] == [
+        "clip000_00000.ts",
+        "clip000_00001.ts",
+        "clip000_00002.ts",
+        "clip001_00000.ts",
+        "clip001_00001.ts",
+    ]
+    # each clip's timestamps start again: a discontinuity before every clip but the first
+    assert [s.discontinuity for s in pl.segments] == [False, False, False, True, False]
+    assert pl.target_duration >= max(round(s.duration) for s in pl.segments)
+    assert text.count("#EXT-X-DISCONTINUITY\n") == 1
+
+
+def test_preview_ends_only_when_every_clip_is_in() -> None:
+    one = build_preview_playlist([_piece(0, [2.0])], clip_count=2, target_duration=2)
+    both = build_preview_playlist(
+        [_piece(0, [2.0]), _piece(1, [2.0])], clip_count=2, target_duration=2
+    )
+    assert "#EXT-X-ENDLIST" not in one and m3u8.loads(both).is_endlist
+    # the earlier version is a prefix of the later one: players only ever see appends
+    assert both.startswith(one)
+
+
+def test_preview_lists_only_the_unbroken_run_of_clips_from_the_first() -> None:
+    text = build_preview_playlist(
+        [_piece(0, [2.0]), _piece(2, [2.0])], clip_count=3, target_duration=2
+    )
+    assert [s.uri for s in m3u8.loads(text).segments] == ["clip000_00000.ts"]
+    empty = m3u8.loads(build_preview_playlist([_piece(1, [2.0])], 2, 2))
+    assert empty.segments == [] and not empty.is_endlist
+
+
+def test_republishing_a_clip_replaces_it_instead_of_duplicating_it() -> None:
+    first = build_preview_playlist([_piece(0, [2.0]), _piece(1, [2.0])], 3, 2)
+    again = build_preview_playlist([_piece(0, [2.0]), _piece(1, [2.0]), _piece(1, [2.0])], 3, 2)
+    assert again == first
+
+
+def test_preview_target_duration_covers_a_longer_segment() -> None:
+    text = build_preview_playlist([_piece(0, [2.0, 2.4])], 1, target_duration=2)
+    pl = m3u8.loads(text)
+    assert pl.target_duration == 3 and pl.is_endlist
+    assert all(pl.target_duration >= round(s.duration) for s in pl.segments)
+    with pytest.raises(ValueError):
+        build_preview_playlist([_piece(0, [])], 1, 2)

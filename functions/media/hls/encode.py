@@ -83,6 +83,40 @@ def hls_encode_args(
     return args
 
 
+def preview_encode_args(
+    src: str | Path,
+    out_dir: str | Path,
+    rendition: Rendition,
+    *,
+    segment_pattern: str,
+    src_has_audio: bool,
+    segment_s: float = SEGMENT_SECONDS,
+) -> list[str]:
+    """`hls_encode_args` for one long-form clip of a preview: every clip on the same grid
+    (the rendition's size and fps, uniform `segment_s` segments, AAC 48 kHz stereo), so
+    clips from a provider with slightly different timings or sizes join in one playlist.
+    A clip without audio gets silence, so every clip has the same streams."""
+    if not rendition.has_audio:
+        raise ValueError("a preview rendition always has audio")
+    args = hls_encode_args(
+        src,
+        out_dir,
+        rendition,
+        segment_s=segment_s,
+        first_segment_s=None,
+        segment_pattern=segment_pattern,
+        preset=LIVE_PRESET,
+        tune=LIVE_TUNE,
+    )
+    if src_has_audio:
+        return args
+    at = args.index("-i") + 2
+    silence = ["-f", "lavfi", "-i", f"anullsrc=r={AUDIO_SAMPLE_RATE}:cl=stereo"]
+    args = [*args[:at], *silence, *args[at:]]
+    args[args.index("0:a:0")] = "1:a:0"
+    return [*args[:-1], "-shortest", args[-1]]
+
+
 def hls_output_args(
     grid: SegmentGrid,
     segment_file: Path,

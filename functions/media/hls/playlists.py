@@ -235,6 +235,59 @@ def _media_playlist(
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class PreviewPiece:
+    """One long-form clip as published into the job's preview: its HLS segments."""
+
+    index: int  # the long-form segment (clip) index
+    segments: tuple[Segment, ...]
+
+
+def build_preview_playlist(
+    pieces: Iterable[PreviewPiece], clip_count: int, target_duration: int
+) -> str:
+    """The long-form preview: an EVENT playlist of every published clip, in clip order.
+
+    Derived from the recorded pieces, never appended to: a republished clip (a retried
+    step) replaces its own piece. Only the unbroken run of clips from 0 is listed (a player
+    must never skip a clip), `#EXT-X-DISCONTINUITY` between clips (each clip's timestamps
+    start again), `#EXT-X-ENDLIST` once all `clip_count` clips are in. `target_duration` is
+    the preview grid's (fixed, so every version declares the same); it only grows if a
+    segment is longer. docs/longform.md,
+    "Watching while it is generated".
+    """
+    by_index = {p.index: p for p in pieces}
+    listed: list[PreviewPiece] = []
+    while len(listed) in by_index:
+        piece = by_index[len(listed)]
+        if not piece.segments:
+            raise ValueError(f"clip {piece.index} has no segments")
+        listed.append(piece)
+    longest = max(
+        (math.ceil(round(s.duration_s, 3)) for p in listed for s in p.segments), default=0
+    )
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{HLS_VERSION}",
+        f"#EXT-X-TARGETDURATION:{max(1, target_duration, longest)}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:EVENT",
+        "#EXT-X-START:TIME-OFFSET=0",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+    ]
+    for n, piece in enumerate(listed):
+        if n > 0:
+            lines.append("#EXT-X-DISCONTINUITY")
+        for s in piece.segments:
+            if s.duration_s <= 0:
+                raise ValueError(f"segment {s.uri} has no duration")
+            lines.append(f"#EXTINF:{s.duration_s:.3f},")
+            lines.append(s.uri)
+    if clip_count > 0 and len(listed) >= clip_count:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------- measuring, parsing
 
 
