@@ -12,7 +12,9 @@ import uuid
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urljoin
 
+import m3u8
 import numpy as np
 import pytest
 import requests
@@ -24,6 +26,7 @@ from core import runtime
 from local_stack.stack import LocalStack
 from media.frames import extract_last_frame
 from media.probe import probe
+from media.process import run_ffprobe
 from providers.local import render_prompt_image, video_size
 from tests.support.media import extract_frame_at
 from tests.support.stack import task_statuses
@@ -176,6 +179,60 @@ def test_signed_out_callers_are_refused(stack):
 
 
 # --------------------------------------------------------------------------------------
+def test_the_preview_playlist_grows_clip_by_clip_and_ends_with_the_job(
+    stack: LocalStack, db, id_token, tmp_path
+):
+    uid = user()
+    # clip 2 is slow, so the preview can be read while the job is still generating
+    prompts = ["A lighthouse", "Waves rise [fail:slow=3]", "Storm passes"]
+    with JobWatcher(db, uid) as watch:
+        start_job(stack, id_token(uid), prompts=prompts, aspectRatio="16:9")
+        during = watch.wait_for(
+            lambda d: len(d.get("segments") or []) == 1 and bool(d.get("previewPlaylistUrl")), 60
+        )
+        url = during["previewPlaylistUrl"]
+        early = requests.get(url, timeout=10)
+        assert early.status_code == 200
+        final = watch.wait_terminal(120)
+    assert final["status"] == "completed", final.get("error")
+    assert final["previewPlaylistUrl"] == url and final.get("previewError") is None
+
+    early_pl = m3u8.loads(early.text)
+    assert early_pl.playlist_type == "event" and not early_pl.is_endlist
+    assert early_pl.segments and early_pl.segments[0].uri == "clip000_00000.ts"
+    text = requests.get(url, timeout=10).text
+    pl = m3u8.loads(text)
+    assert pl.playlist_type == "event" and pl.is_endlist and pl.media_sequence == 0
+    # only ever appended: the version read mid-job is the start of the final one
+    assert text.startswith(early.text.removesuffix("\n"))
+
+    # each published version listed the clips so far, in order; ENDLIST with the last one
+    per_clip = [len(s["preview"]["segments"]) for s in final["segments"]]
+    assert [s["preview"]["playlistSegments"] for s in final["segments"]] == [
+        sum(per_clip[: i + 1]) for i in range(3)
+    ]
+    assert [s["preview"]["ended"] for s in final["segments"]] == [False, False, True]
+    assert len(pl.segments) == sum(per_clip)
+    assert [s.discontinuity for s in pl.segments].count(True) == 2
+    assert all(pl.target_duration >= round(s.duration) for s in pl.segments)
+
+    # every listed segment is fetchable and the whole preview is as long as the clips
+    expected = sum(s["durationSeconds"] for s in final["segments"])
+    total = 0.0
+    for seg in pl.segments:
+        r = requests.get(urljoin(url, seg.uri), timeout=10)
+        assert r.status_code == 200 and r.content[:1] == b"G", seg.uri  # MPEG-TS sync byte
+        local = tmp_path / seg.uri
+        local.write_bytes(r.content)
+        info = probe(local)
+        assert info.video is not None and info.audio is not None
+        assert (info.video.width, info.video.height) == video_size("16:9", "480p")
+        total += info.duration_s
+    assert abs(total - expected) < 0.1, (total, expected)
+    probed = float(run_ffprobe(["-show_entries", "format=duration", "-of", "csv=p=0", url]))
+    assert abs(probed - expected) < 0.1, (probed, expected)
+
+
 def test_a_crash_after_segment_two_resumes_at_segment_three(
     stack: LocalStack, db, bucket, id_token, tmp_path
 ):
