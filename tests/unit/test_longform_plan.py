@@ -135,6 +135,14 @@ def test_a_finished_segment_is_appended_once_in_index_order():
     assert plan.segment_update(doc, seg(0, path="rewritten"), T0, LEASE) is None
 
 
+def test_the_preview_fields_are_written_with_the_segment_and_not_on_a_repeat():
+    doc = job(done=1)
+    fields = {"previewPlaylistUrl": "http://x/previews/j/preview.m3u8"}
+    u = plan.segment_update(doc, seg(1), T0, LEASE, extra=fields)
+    assert u is not None and u["previewPlaylistUrl"] == fields["previewPlaylistUrl"]
+    assert plan.segment_update(doc | u, seg(1), T0, LEASE, extra={"previewError": {}}) is None
+
+
 def test_progress_never_decreases_on_append():
     doc = job(done=1) | {"progress": 55}
     u = plan.segment_update(doc, seg(1), T0, LEASE)
