@@ -142,7 +142,8 @@ def test_uploads_are_limited_to_the_uploaders_path_type_and_size():
     assert "request.resource.size" in body and "request.resource.contentType" in body
     assert "size <= mib(1024)" in body and "size > 0" in body
     public = {p for p, ops in rules.items() if ops.get("read") == "true"}
-    assert public == {"b/{bucket}/o/streams/{path=**}"}
+    # public playback only: HLS streams and long-form previews (docs/security-rules.md)
+    assert public == {"b/{bucket}/o/streams/{path=**}", "b/{bucket}/o/previews/{path=**}"}
 
 
 def test_indexes_cover_the_drafts_query_and_every_swept_collection():
