@@ -28,8 +28,8 @@ from media.hls.playlists import (
 )
 from media.hls.publish import public_url
 from media.hls.segmenter import stream_segments
+from media.picture import video_size
 from media.probe import MediaInfo
-from providers.local import video_size
 
 PREVIEW_ROOT = "previews"
 PREVIEW_FPS = Fraction(30)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from core.errors import InvalidInput
+from core.vocabulary import AspectRatio
+
 DEFAULT_FPS = Fraction(30)
 MAX_FPS = 60.0
 STANDARD_RATES = tuple(
@@ -48,3 +51,22 @@ def normalize_fps(src_fps: float | Fraction | None, *, max_fps: float = MAX_FPS)
     if abs(best - rate) <= best * FPS_TOLERANCE and best <= max_fps:
         return best
     return Fraction(max(1, min(round(rate), math.floor(max_fps))))
+
+
+_BASE_SIZES: dict[AspectRatio, tuple[int, int]] = {
+    "16:9": (1280, 720),
+    "9:16": (720, 1280),
+    "1:1": (720, 720),
+}
+_RES_SCALE = {"480p": 480 / 720, "720p": 1.0, "1080p": 1080 / 720}
+
+
+def video_size(aspect_ratio: AspectRatio, resolution: str = "720p") -> tuple[int, int]:
+    """Output frame size for an aspect ratio and resolution (both sides even)."""
+    if aspect_ratio not in _BASE_SIZES:
+        raise InvalidInput(f"unsupported aspect ratio {aspect_ratio!r}")
+    if resolution not in _RES_SCALE:
+        raise InvalidInput(f"unsupported resolution {resolution!r}")
+    w, h = _BASE_SIZES[aspect_ratio]
+    k = _RES_SCALE[resolution]
+    return even(w * k), even(h * k)

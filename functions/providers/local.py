@@ -39,8 +39,8 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from core.errors import ContentPolicyError, InvalidInput, MediaError, TransientProviderError
 from media.animate import render_ken_burns
-from media.picture import even
-from providers.base import AspectRatio, GeneratedMedia, ImageRequest, VideoLimits, VideoRequest
+from media.picture import video_size
+from providers.base import GeneratedMedia, ImageRequest, VideoLimits, VideoRequest
 from providers.model_schemas import replicate_video_limits
 
 DEFAULT_STAND_IN = "bytedance/seedance-1-lite"
@@ -51,24 +51,6 @@ _SLOW_RE = re.compile(r"\[fail:slow=(\d+(?:\.\d+)?)\]")
 _MARKER_RE = re.compile(r"\[fail:[^\]]*\]")
 MAX_IMAGE_SIDE = 4096
 MAX_SLOW_S = 600.0
-
-_BASE_SIZES: dict[AspectRatio, tuple[int, int]] = {
-    "16:9": (1280, 720),
-    "9:16": (720, 1280),
-    "1:1": (720, 720),
-}
-_RES_SCALE = {"480p": 480 / 720, "720p": 1.0, "1080p": 1080 / 720}
-
-
-def video_size(aspect_ratio: AspectRatio, resolution: str = "720p") -> tuple[int, int]:
-    """Output frame size for an aspect ratio and resolution (both sides even)."""
-    if aspect_ratio not in _BASE_SIZES:
-        raise InvalidInput(f"unsupported aspect ratio {aspect_ratio!r}")
-    if resolution not in _RES_SCALE:
-        raise InvalidInput(f"unsupported resolution {resolution!r}")
-    w, h = _BASE_SIZES[aspect_ratio]
-    k = _RES_SCALE[resolution]
-    return even(w * k), even(h * k)
 
 
 def apply_failure_hooks(prompt: str) -> None:

@@ -25,9 +25,10 @@ from PIL import Image
 from core import runtime
 from local_stack.stack import LocalStack
 from media.frames import extract_last_frame
+from media.picture import video_size
 from media.probe import probe
 from media.process import run_ffprobe
-from providers.local import render_prompt_image, video_size
+from providers.local import render_prompt_image
 from tests.support.media import extract_frame_at
 from tests.support.stack import task_statuses
 from tests.watch import DocWatcher, wait_until

@@ -11,10 +11,11 @@ from PIL import Image, ImageChops, ImageStat
 
 from core.errors import ContentPolicyError, InvalidInput, TransientProviderError
 from media.animate import ken_burns_args
+from media.picture import video_size
 from media.probe import probe
 from media.process import run_ffmpeg
 from providers.base import ImageRequest, MediaProvider, VideoRequest
-from providers.local import LocalProvider, video_size
+from providers.local import LocalProvider
 from tests.support.media import keyframe_times
 
 FRAME = 1 / 24
