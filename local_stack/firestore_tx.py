@@ -213,6 +213,15 @@ class TransactionCoordinator:
         return self._channel
 
 
+def _until_cancelled(requests: Iterator[bytes]) -> Iterator[bytes]:
+    """A client's request stream, ended quietly when the client goes away (a closed
+    listener): grpc would otherwise log "Exception iterating requests!" for each one."""
+    try:
+        yield from requests
+    except grpc.RpcError:
+        return
+
+
 def _metadata(context: grpc.ServicerContext) -> list[tuple[str, str]]:
     return [
         (k, v)
@@ -307,7 +316,9 @@ class _Handler(grpc.GenericRpcHandler):
         self, method: str
     ) -> Callable[[Iterator[bytes], grpc.ServicerContext], Iterator[bytes]]:
         def handle(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
-            call = self.c.channel().stream_stream(method)(requests, metadata=_metadata(context))
+            call = self.c.channel().stream_stream(method)(
+                _until_cancelled(requests), metadata=_metadata(context)
+            )
             context.add_callback(call.cancel)
             try:
                 for response in call:
