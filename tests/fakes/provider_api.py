@@ -160,6 +160,7 @@ class FakePrediction:
     schema: ModelSchema | None = None
     polls: int = 0
     created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+    completed_at: str | None = None  # fixed the first time it is seen finished, as Replicate's
     canceled: bool = False
     status: str = "starting"
     webhook: str | None = None
@@ -509,7 +510,9 @@ class FakeProviderAPI:
             pred["status"] = "processing"
             pred["logs"] = "Using seed: 42\n 50%|█████     | 2/4\n"
             return pred
-        pred["completed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        if job.completed_at is None:
+            job.completed_at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        pred["completed_at"] = job.completed_at
         if job.scenario == "nsfw":
             pred["status"] = "failed"
             pred["error"] = (
