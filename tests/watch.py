@@ -17,9 +17,16 @@ class DocWatcher:
         self.ref = ref
         self.snapshots: list[dict[str, Any]] = []
         self._cv = threading.Condition()
+        self._current = threading.Event()
         self._watch = ref.on_snapshot(self._on_snapshot)
+        # on_snapshot returns before the server has the listen target; a write made before
+        # the first snapshot could be seen only in a later state (e.g. no `pending`).
+        if not self._current.wait(60):
+            self._watch.unsubscribe()
+            raise TimeoutError(f"{ref.path}: the listener got no first snapshot in 60 s")
 
     def _on_snapshot(self, docs: list[Any], changes: Any, read_time: Any) -> None:
+        self._current.set()
         with self._cv:
             for doc in docs:
                 if doc.exists:
