@@ -22,12 +22,12 @@ from typing import Any
 
 from firebase_functions import logger, tasks_fn
 from google.cloud import firestore
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from core import config, runtime
 from core.clients import db
 from core.errors import JobError
-from core.task_attempt import TaskAttempt
+from core.task_attempt import TaskAttempt, read_payload
 from core.vocabulary import Id
 
 CLAIM_PREFIX = "redrive-"
@@ -88,10 +88,8 @@ class RedrivePayload(BaseModel):
 
 def handle_task(req: tasks_fn.CallableRequest[Any], handlers: Mapping[str, Handler]) -> None:
     """`redrivework`: run the collection's handler again on the released work."""
-    try:
-        payload = RedrivePayload.model_validate(req.data)
-    except ValidationError as exc:
-        logger.error("redrivework with a malformed payload dropped", error=str(exc)[:500])
+    payload = read_payload(RedrivePayload, req, runtime.REDRIVE)
+    if payload is None:
         return
     handler = handlers.get(payload.collection)
     if handler is None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from firebase_functions import https_fn, logger
+from pydantic import BaseModel, ValidationError
 
 from core.errors import JobError, crashed
 from core.ownership import LostClaim
@@ -26,6 +27,19 @@ TASK_NAME_HEADER = "X-CloudTasks-TaskName"
 Outcome = Literal["done", "finished", "lost"]
 """done: the work succeeded; finished: it failed for good and `finish` recorded it;
 lost: the work belongs to someone else now (nothing recorded)."""
+
+Payload = TypeVar("Payload", bound=BaseModel)
+
+
+def read_payload(
+    model: type[Payload], req: https_fn.CallableRequest[Any], queue: TaskQueue
+) -> Payload | None:
+    """The task's payload, or None (logged) when it is malformed: retrying cannot fix it."""
+    try:
+        return model.model_validate(req.data)
+    except ValidationError as exc:
+        logger.error(f"{queue.name} with a malformed payload dropped", error=str(exc)[:500])
+        return None
 
 
 class Retry(https_fn.HttpsError):

@@ -19,13 +19,13 @@ from typing import Any
 from firebase_functions import https_fn, logger
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core import config, predictions, runtime, storage
 from core.clients import bucket, db
 from core.errors import InvalidInput, JobError, named
 from core.lifecycle import Job, SweptCollection, resume, run_job, validate, work_dir
-from core.task_attempt import TaskAttempt
+from core.task_attempt import TaskAttempt, read_payload
 from core.tasks import enqueue
 from core.url_policy import check_document_urls
 from core.vocabulary import (
@@ -134,10 +134,8 @@ def start(job: Job, spec: MultiVideoJob) -> None:
 
 def handle_step(req: https_fn.CallableRequest[Any]) -> None:
     """Generate one scene of a claimed job (see the module docstring)."""
-    try:
-        step = StepPayload.model_validate(req.data)
-    except ValidationError as exc:
-        logger.error("multi-video step with a malformed payload dropped", error=str(exc)[:500])
+    step = read_payload(StepPayload, req, runtime.MULTI_VIDEO_STEP)
+    if step is None:
         return
     ref = db().collection(COLLECTION).document(step.job_id)
     job = resume(ref, step.claim_id)

@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from firebase_functions import https_fn, logger
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from core import predictions, runtime
 from core.clients import db
 from core.errors import JobError
-from core.task_attempt import NotYet, TaskAttempt
+from core.task_attempt import NotYet, TaskAttempt, read_payload
 from core.vocabulary import Id
 from providers import registry
 
@@ -34,10 +34,8 @@ class PollPayload(BaseModel):
 def handle(
     req: https_fn.CallableRequest[Any], finishers: Mapping[str, predictions.Finisher]
 ) -> None:
-    try:
-        task = PollPayload.model_validate(req.data)
-    except ValidationError as exc:
-        logger.error("provider poll with a malformed payload dropped", error=str(exc)[:500])
+    task = read_payload(PollPayload, req, runtime.PROVIDER_POLL)
+    if task is None:
         return
     finisher = finishers.get(task.collection)
     if finisher is None:

@@ -19,13 +19,13 @@ from typing import Any, Literal
 
 from firebase_functions import logger, tasks_fn
 from google.cloud import firestore
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from core import runtime
 from core.errors import JobError
 from core.lifecycle import now
 from core.ownership import write_if_owner
-from core.task_attempt import TaskAttempt
+from core.task_attempt import TaskAttempt, read_payload
 from core.vocabulary import Id
 from streaming import document, download, poster, storyboard
 from streaming.claim import video_ref
@@ -42,10 +42,8 @@ class AssetTask(BaseModel):
 
 
 def handle(req: tasks_fn.CallableRequest[Any]) -> None:
-    try:
-        task = AssetTask.model_validate(req.data)
-    except ValidationError as exc:
-        logger.error("streamassets with a malformed payload dropped", error=str(exc)[:500])
+    task = read_payload(AssetTask, req, runtime.STREAM_ASSETS)
+    if task is None:
         return
     TaskAttempt.of(req, runtime.STREAM_ASSETS).run(
         lambda: run_task(task),

@@ -13,11 +13,11 @@ import time
 from typing import Any
 
 from firebase_functions import logger, tasks_fn
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from core import config, runtime, storage
 from core.errors import JobError
-from core.task_attempt import TaskAttempt
+from core.task_attempt import TaskAttempt, read_payload
 from core.vocabulary import Id
 from streaming import document
 from streaming.claim import VideoRun, resume
@@ -40,10 +40,8 @@ class ContinuePayload(BaseModel):
 def handle_continue(req: tasks_fn.CallableRequest[Any]) -> None:
     """`streamcontinue`: the next pass of a live rendition (a long upload)."""
     started = time.monotonic()
-    try:
-        payload = ContinuePayload.model_validate(req.data)
-    except ValidationError as exc:
-        logger.error("streamcontinue with a malformed payload dropped", error=str(exc)[:500])
+    payload = read_payload(ContinuePayload, req, runtime.STREAM_CONTINUE)
+    if payload is None:
         return
     run = resume(payload.videoId, payload.claimId)
     if run is None:

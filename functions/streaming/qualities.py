@@ -21,12 +21,12 @@ from typing import Any, Literal
 
 from firebase_functions import logger, tasks_fn
 from google.cloud import firestore
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from core import config, faults, runtime, storage
 from core.errors import JobError, MediaError
 from core.lifecycle import now, work_dir
-from core.task_attempt import TaskAttempt
+from core.task_attempt import TaskAttempt, read_payload
 from core.vocabulary import Id
 from media.hls import publish
 from media.hls.encode import BACKGROUND_PRESET, hls_encode_args
@@ -60,10 +60,8 @@ class QualityTask(BaseModel):
 
 
 def handle(req: tasks_fn.CallableRequest[Any]) -> None:
-    try:
-        task = QualityTask.model_validate(req.data)
-    except ValidationError as exc:
-        logger.error("generatequality with a malformed payload dropped", error=str(exc)[:500])
+    task = read_payload(QualityTask, req, runtime.GENERATE_QUALITY)
+    if task is None:
         return
     TaskAttempt.of(req, runtime.GENERATE_QUALITY).run(
         lambda: run_task(task),

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 from firebase_functions import https_fn, options
+from pydantic import BaseModel
 
 from core import runtime
 from core.errors import ContentPolicyError, JobError, MediaError, TransientProviderError
 from core.ownership import LostClaim
-from core.task_attempt import NotYet, Retry, TaskAttempt
+from core.task_attempt import NotYet, Retry, TaskAttempt, read_payload
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 
@@ -177,3 +178,18 @@ def test_the_retry_count_header_is_read_in_one_place() -> None:
         if "venv" not in path.parts and "X-CloudTasks-TaskRetryCount" in path.read_text()
     ]
     assert readers == ["core/task_attempt.py"]
+
+
+class _Payload(BaseModel):
+    videoId: str
+    quality: int
+
+
+def test_a_task_payload_is_read_once_and_a_malformed_one_is_dropped() -> None:
+    def with_data(data: object) -> https_fn.CallableRequest[Any]:
+        return https_fn.CallableRequest(raw_request=SimpleNamespace(headers={}), data=data)  # type: ignore[arg-type]
+
+    good = read_payload(_Payload, with_data({"videoId": "v1", "quality": 1080}), runtime.REDRIVE)
+    assert good == _Payload(videoId="v1", quality=1080)
+    assert read_payload(_Payload, with_data({"videoId": "v1"}), runtime.REDRIVE) is None
+    assert read_payload(_Payload, with_data("not a dict"), runtime.REDRIVE) is None
