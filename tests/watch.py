@@ -13,8 +13,10 @@ from google.cloud import firestore
 class DocWatcher:
     """Records every snapshot of one document delivered to an on_snapshot listener."""
 
-    def __init__(self, ref: firestore.DocumentReference):
-        self.ref = ref
+    def __init__(self, ref: firestore.DocumentReference | firestore.Query, path: str = ""):
+        """`ref` is one document, or a query expected to match one document (`path` names it
+        in errors)."""
+        self.path = path or str(getattr(ref, "path", ref))
         self.snapshots: list[dict[str, Any]] = []
         self._cv = threading.Condition()
         self._current = threading.Event()
@@ -23,7 +25,7 @@ class DocWatcher:
         # the first snapshot could be seen only in a later state (e.g. no `pending`).
         if not self._current.wait(60):
             self._watch.unsubscribe()
-            raise TimeoutError(f"{ref.path}: the listener got no first snapshot in 60 s")
+            raise TimeoutError(f"{self.path}: the listener got no first snapshot in 60 s")
 
     def _on_snapshot(self, docs: list[Any], changes: Any, read_time: Any) -> None:
         self._current.set()
@@ -66,7 +68,7 @@ class DocWatcher:
                 if remaining <= 0:
                     last = self.snapshots[-1] if self.snapshots else None
                     raise TimeoutError(
-                        f"{self.ref.path}: condition not met in {timeout_s}s; last snapshot: {last}"
+                        f"{self.path}: condition not met in {timeout_s}s; last snapshot: {last}"
                     )
                 self._cv.wait(timeout=min(remaining, 0.5))
 

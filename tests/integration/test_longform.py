@@ -6,11 +6,9 @@ Segments are 1 s at 480p, so a 4-segment job takes a few seconds on 2 cores.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urljoin
 
@@ -42,11 +40,8 @@ class JobWatcher(DocWatcher):
     attached before the callable runs, so the first snapshot (`queued`) is seen too."""
 
     def __init__(self, db: firestore.Client, uid: str):
-        self.ref = SimpleNamespace(path=f"videoJobs?userId={uid}")  # type: ignore[assignment]
-        self.snapshots: list[dict[str, Any]] = []
-        self._cv = threading.Condition()
         query = db.collection("videoJobs").where(filter=FieldFilter("userId", "==", uid))
-        self._watch = query.on_snapshot(self._on_snapshot)
+        super().__init__(query, path=f"videoJobs?userId={uid}")
 
 
 def call(stack: LocalStack, name: str, data: Any, token: str | None) -> requests.Response:
