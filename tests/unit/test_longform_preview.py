@@ -13,7 +13,7 @@ from core import storage
 from devtools.media_factory import make_clip
 from longform import preview
 from longform.job import stored_job
-from media.probe import probe
+from media.probe import MediaInfo, probe
 
 JOB_ID = "lf-preview-1"
 
@@ -44,6 +44,22 @@ def job() -> dict[str, Any]:
     }
 
 
+def publish(
+    clip: Path, info: MediaInfo, index: int, tmp: Path
+) -> tuple[FakeRun, dict[str, Any] | None, dict[str, Any]]:
+    """publish_clip for clip `index` of a fresh three-clip job."""
+    run = FakeRun(job())
+    piece, fields = preview.publish_clip(
+        run,  # type: ignore[arg-type]
+        stored_job(run.job),
+        index,
+        clip,
+        info,
+        tmp,
+    )
+    return run, piece, fields
+
+
 @pytest.fixture
 def uploads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
     """Storage writes made by the preview, by object path (nothing leaves the process)."""
@@ -67,16 +83,7 @@ def test_a_clip_ffmpeg_cannot_read_becomes_preview_error_and_nothing_is_publishe
     info = probe(good)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00not a video" * 100)
-    run = FakeRun(job())
-
-    piece, fields = preview.publish_clip(
-        run,  # type: ignore[arg-type]
-        stored_job(run.job),
-        1,
-        broken,
-        info,
-        tmp_path,
-    )
+    run, piece, fields = publish(broken, info, 1, tmp_path)
 
     assert piece is None
     assert set(fields) == {"previewError"}
@@ -98,16 +105,7 @@ def test_a_storage_failure_becomes_preview_error_with_code_internal(
 
     monkeypatch.setattr(storage, "upload_file", refuse)
     monkeypatch.setattr(storage, "upload_bytes", refuse)
-    run = FakeRun(job())
-
-    piece, fields = preview.publish_clip(
-        run,  # type: ignore[arg-type]
-        stored_job(run.job),
-        0,
-        clip,
-        probe(clip),
-        tmp_path,
-    )
+    _, piece, fields = publish(clip, probe(clip), 0, tmp_path)
 
     assert piece is None
     assert fields["previewError"]["code"] == "internal"
@@ -119,16 +117,7 @@ def test_a_published_clip_is_uploaded_then_listed_in_an_open_event_playlist(
     tmp_path: Path, uploads: dict[str, bytes]
 ) -> None:
     clip = make_clip(tmp_path / "clip.mp4", duration=2.0, width=320, height=180)
-    run = FakeRun(job())
-
-    piece, fields = preview.publish_clip(
-        run,  # type: ignore[arg-type]
-        stored_job(run.job),
-        0,
-        clip,
-        probe(clip),
-        tmp_path,
-    )
+    _, piece, fields = publish(clip, probe(clip), 0, tmp_path)
 
     assert piece is not None and "previewError" not in fields
     assert fields["previewPlaylistUrl"].endswith(preview.playlist_path(JOB_ID))
