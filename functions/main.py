@@ -56,6 +56,7 @@ REDRIVEN: dict[str, redrive.Handler] = {
     video_jobs.COLLECTION: video_jobs.handle,
     multi_video_jobs.COLLECTION: multi_video_jobs.handle,
     composition_jobs.COLLECTION: composition_jobs.handle,
+    creation_document.COLLECTION: worker.redrive,
     video_document.COLLECTION: trigger.handle_redrive,
 }
 

@@ -2,8 +2,8 @@
 instead of failing it, up to REDRIVE_MAX_ATTEMPTS attempts in all.
 
 Event triggers are never retried, so when the sweep (handlers/sweep.py) finds an expired
-lease on a collection that allows it (an image, video, multi-video or composition job, an
-upload's live encode), it releases the claim in the ownership transaction (`claimId: null`, so a late
+lease on a collection that allows it (an image, video, multi-video or composition job, a
+creation, an upload's live encode), it releases the claim in the ownership transaction (`claimId: null`, so a late
 worker's next write is refused), keeps the status (the user keeps seeing `processing` or a
 playable `ready`), reserves a fresh lease for the re-drive, notes why the attempt ended
 (`lastAttemptEnded`) and counts it (`redrives`); then it enqueues one task. The task runs the

@@ -205,8 +205,8 @@ GENERATE_QUALITY = TaskQueue(
     resources=STREAM_TASK,
     dispatch_deadline_s=STREAM_TASK_TIMEOUT_S,
 )
-# Abandoned work re-driven by the sweep (core/redrive.py): an image, video or composition job,
-# or an upload's live encode, so the resources are the largest of theirs. A failed attempt
+# Abandoned work re-driven by the sweep (core/redrive.py): an image, video, multi-video or
+# composition job, a creation, or an upload's live encode, so the resources are the largest of theirs. A failed attempt
 # to start it is retried; the work's own attempts are bounded by REDRIVE_MAX_ATTEMPTS.
 REDRIVE_TASK = runtime(
     "redrive", memory=options.MemoryOption.GB_4, cpu=2, timeout_sec=STREAM_TASK_TIMEOUT_S,

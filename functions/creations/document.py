@@ -131,11 +131,13 @@ def refund_on_failure(
 
 
 # `queuedAt` is when the creation last became pending (create, or a transient retry), so a
-# creation waiting for its retry is judged from then, not from its first attempt.
+# creation waiting for its retry is judged from then, not from its first attempt. A creation
+# whose worker died is re-driven (worker.redrive); refunded only once the attempts are spent.
 SWEPT = SweptCollection(
     COLLECTION,
     processing=("processing",),
     pending=("pending",),
     created_field="queuedAt",
     on_failed=refund_on_failure,
+    redrive=True,
 )

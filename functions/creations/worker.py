@@ -5,7 +5,8 @@ duplicate delivery of one attempt does nothing), generates the video with the co
 provider, stores it with a thumbnail and ends `draft`; a failure is settled by the task
 attempt (core/task_attempt.py): a transient one gives the creation back (`pending`) and
 retries, anything else (a bug included: `as_job_error`), or the last attempt, ends
-`failed` and refunds in the same transaction. docs/creations.md, "The worker".
+`failed` and refunds in the same transaction. A creation whose worker died is re-driven by
+the sweep (`redrive`, core/redrive.py). docs/creations.md, "The worker".
 """
 
 from __future__ import annotations
@@ -70,10 +71,18 @@ def handle(req: https_fn.CallableRequest[Any]) -> None:
     process(cid, TaskAttempt.of(req, runtime.CREATION_WORKER))
 
 
-def process(creation_id: str, attempt: TaskAttempt) -> Outcome:
-    """Claim the creation, generate, and finish it as `draft`, `failed` (+refund) or retry."""
+def redrive(ref: firestore.DocumentReference, claim_id: str) -> None:
+    """`redrivework` for a creation whose worker died: one more run under the re-drive's
+    claim. Its failure is final (`failed`, refunded): a re-drive is not retried for errors,
+    only a worker that dies again is re-driven again, while REDRIVE_MAX_ATTEMPTS lasts."""
+    process(ref.id, TaskAttempt(1, 1, queue=runtime.REDRIVE.name), claim_id=claim_id)
+
+
+def process(creation_id: str, attempt: TaskAttempt, *, claim_id: str | None = None) -> Outcome:
+    """Claim the creation, generate, and finish it as `draft`, `failed` (+refund) or retry.
+    The claim id is the task attempt's (`task-{n}`) unless a re-drive names its own."""
     ref = creation_ref(creation_id)
-    claim_id = f"task-{attempt.number}"
+    claim_id = claim_id or f"task-{attempt.number}"
     job = claim(ref, claim_id)
     if job is None:
         logger.info("creation task has nothing to do", jobId=creation_id, attempt=attempt.number)

@@ -2,8 +2,8 @@
 
 Firestore and Storage triggers are never retried, so a worker that crashes, or an event
 that was never delivered, would leave a job hanging. Every few minutes the sweep:
-- re-drives work whose lease expired (image, video, composition jobs, an upload's live
-  encode: core/redrive.py) while its attempts last, and otherwise fails it (code
+- re-drives work whose lease expired (image, video, multi-video, composition jobs,
+  creations, an upload's live encode: core/redrive.py) while its attempts last, and otherwise fails it (code
   `lease-expired`), through the same ownership check as a worker, so it never overwrites
   a job that just finished;
 - fails `pending` jobs nobody claimed within the lease (code `not-started`).

@@ -261,10 +261,12 @@ def test_transient_failure_is_retried_with_backoff_then_refunded_once(stack, db)
     assert_balanced(uid, 40)
 
 
-def test_worker_killed_mid_generation_is_failed_and_refunded_once_by_the_sweep(stack, db):
+def test_worker_killed_mid_generation_is_re_driven_by_the_sweep_and_charged_once(
+    stack, db, tmp_path: Path
+):
     stack.wait_idle(120)  # let earlier tests' tasks finish before the host is killed
     uid = new_user(40)
-    cid = create(stack, uid, prompt="[fail:slow=60] a generation that never finishes")["creationId"]
+    cid = create(stack, uid, prompt="[fail:slow=8] a generation whose worker dies")["creationId"]
     ref = db.collection("creations").document(cid)
     with DocWatcher(ref) as watch:
         watch.wait_for(lambda d: d.get("status") == "processing", 30)
@@ -277,14 +279,32 @@ def test_worker_killed_mid_generation_is_failed_and_refunded_once_by_the_sweep(s
     task_attempts(stack, cid, timeout_s=60)  # the task's retries ended
     data = ref.get().to_dict()
     assert data["status"] == "processing" and data["attempts"] == 1
-    ref.update({"leaseExpiresAt": datetime.now(UTC) - timedelta(minutes=1)})
+    expire_lease(db, ref)
+    with DocWatcher(ref) as watch:
+        assert stack.run_scheduled("sweep_stuck_jobs") == 200
+        final = watch.wait_for(lambda d: d.get("status") in FINAL, 90)
+    # re-driven, not failed: the user gets the video, charged once, nothing refunded
+    assert final["status"] == "draft", final.get("error")
+    assert final["attempts"] == 2 and final["redrives"] == 1
+    assert final["lastAttemptEnded"] == "lease-expired" and final["claimId"] == "redrive-1"
+    mp4 = tmp_path / "redriven.mp4"
+    mp4.write_bytes(requests.get(final["mediaUrl"], timeout=30).content)
+    assert abs(probe(mp4).duration_s - 4.0) < 0.1, "the re-driven run made the whole video"
     assert stack.run_scheduled("sweep_stuck_jobs") == 200
-    swept = ref.get().to_dict()
-    assert swept["status"] == "failed" and swept["error"]["code"] == "lease-expired"
-    assert swept["refunded"] is True
-    assert stack.run_scheduled("sweep_stuck_jobs") == 200
-    assert len(entries_by_type(uid)["refund"]) == 1
-    assert_balanced(uid, 40)
+    assert ref.get().to_dict()["updatedAt"] == final["updatedAt"], "a later sweep leaves it"
+    assert len(entries_by_type(uid)["debit"]) == 1 and not entries_by_type(uid)["refund"]
+    assert_balanced(uid, 0)
+
+
+def expire_lease(db: firestore.Client, ref: firestore.DocumentReference) -> None:
+    """Back-date the lease, as if its worker had been gone for a minute."""
+
+    @firestore.transactional
+    def write(tx: firestore.Transaction) -> None:
+        ref.get(transaction=tx)
+        tx.update(ref, {"leaseExpiresAt": datetime.now(UTC) - timedelta(minutes=1)})
+
+    write(db.transaction())
 
 
 def test_a_creation_never_picked_up_is_failed_and_refunded_by_the_sweep(stack, db):

@@ -138,8 +138,38 @@ def test_main_redrives_exactly_the_collections_marked_for_it() -> None:
     marked = {c.name for c in main.SWEPT_COLLECTIONS if c.redrive}
     assert marked == set(main.REDRIVEN) == {
         "image_generation_jobs", "video_generation_jobs", "multi_video_jobs", "composition_jobs",
-        "videos",
+        "creations", "videos",
     }  # fmt: skip
+
+
+def test_a_redriven_creation_that_fails_is_refunded_once_not_given_back(
+    fake: FakeFirestore, enqueued: list[tuple[str, str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-drive is the creation's last chance at an error: even a transient one ends
+    `failed` and refunds (no task would pick a `pending` creation up again)."""
+    from core.errors import TransientProviderError
+    from creations import document as creations
+    from creations import worker
+
+    fake.put("users/u", {"balance": 60})
+    fake.put("creations/c", {"status": "processing", "claimId": "task-1", "attempts": 1,
+                             "leaseExpiresAt": T0, "userId": "u", "cost": 40,
+                             "prompt": "p", "aspectRatio": "16:9", "duration": 4})  # fmt: skip
+    expire(fake, "creations/c")
+    assert sweep([creations.SWEPT], {}).redriven == 1
+    assert enqueued == [("creations", "c", 1)]
+
+    def provider_down(job: object, spec: object) -> dict[str, object]:
+        raise TransientProviderError("503 from the provider")
+
+    monkeypatch.setattr(worker, "generate", provider_down)
+    worker.redrive(fake.document("creations/c"), redrive.claim_id(1))  # type: ignore[arg-type]
+    doc = fake.data("creations/c") or {}
+    assert doc["status"] == "failed" and doc["attempts"] == 2 and doc["refunded"] is True
+    assert doc["error"]["code"] == "provider-unavailable"
+    assert (fake.data("users/u") or {})["balance"] == 100
+    worker.redrive(fake.document("creations/c"), redrive.claim_id(1))  # type: ignore[arg-type]
+    assert (fake.data("users/u") or {})["balance"] == 100, "a duplicate re-drive refunds nothing"
 
 
 def test_a_redrive_that_cannot_be_enqueued_does_not_stop_the_sweep(
