@@ -126,3 +126,30 @@ def test_an_upload_over_the_daily_bytes_ends_failed_before_any_encode(
     assert final["quota"]["limit"] == "upload-bytes-per-day"
     assert final.get("masterPlaylistPath") is None  # nothing encoded or published
     assert not list(bucket.list_blobs(prefix=f"streams/{vid}/"))
+
+
+def test_uploads_past_the_daily_minutes_are_refused_with_what_was_used(
+    stack: LocalStack, db: firestore.Client, bucket, tmp_path: Path
+) -> None:
+    """The minutes are counted across uploads: 40 s is accepted, 30 s more is not (70 s > 1
+    minute), and the refusal says how much of the day's allowance is used."""
+    user = f"minutes-{uuid.uuid4().hex[:8]}"
+
+    def upload(seconds: float) -> dict:
+        vid = f"m{uuid.uuid4().hex[:12]}"
+        clip = make_clip(tmp_path / f"{vid}.mp4", duration=seconds, width=160, height=90)
+        with DocWatcher(db.collection("videos").document(vid)) as watch:
+            bucket.blob(f"uploads/{user}/{vid}.mp4").upload_from_filename(
+                str(clip), content_type="video/mp4"
+            )
+            return watch.wait_for(lambda d: d.get("status") in ("complete", "failed"), 180)
+
+    with stack.host_params(QUOTA_UPLOAD_MINUTES_PER_DAY="1"):
+        first = upload(40)
+        second = upload(30)
+    assert first["status"] == "complete", first.get("error")
+    assert second["status"] == "failed" and second["error"]["code"] == "quota-exceeded"
+    assert second["quota"]["limit"] == "upload-minutes-per-day"
+    assert "at most 1 minutes of video uploaded per day" in second["error"]["message"]
+    assert "0.7 used today, this upload is 0.5" in second["error"]["message"]
+    assert second.get("masterPlaylistPath") is None
