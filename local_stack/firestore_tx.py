@@ -3,24 +3,28 @@
     coordinator = TransactionCoordinator(upstream="127.0.0.1:8080").start()
     coordinator.host      # FIRESTORE_EMULATOR_HOST for google-cloud-firestore / firebase-admin
 
-A gRPC pass-through in front of the official emulator for server SDK traffic (the web
-SDK talks to the emulator directly). Every call is forwarded unchanged, as bytes; only
-read-write transactions are also coordinated:
+A gRPC pass-through in front of the official emulator for server SDK traffic. Every call
+is forwarded unchanged, as bytes; read-write transactions and plain writes are also
+coordinated (design and measurements: docs/local-stack.md):
 
-- Production Firestore locks the documents a server-SDK transaction reads (pessimistic)
-  and lets contenders wait their turn, so 50 concurrent read-modify-write transactions
-  on one balance all commit. The emulator instead lets every contender take a shared
-  lock, deadlocks them at commit, and breaks the deadlock by aborting after a 2 s lock
-  timeout; contenders retrying in lock-step then abort forever (measured: 1 of 20
-  concurrent decrements committed in 100 s). Here a transaction's reads of a document
-  wait, first come first served, until the transactions ahead of it on that document
-  have committed or rolled back, so the emulator never sees two conflicting ones.
+- Production Firestore locks the documents a server-SDK transaction reads and lets
+  contenders wait their turn; the emulator deadlocks them and aborts after a 2 s lock
+  timeout, forever in lock-step. Here a transaction's reads of a document wait, first come
+  first served, until the transactions ahead of it on that document have committed or
+  rolled back, so the emulator never sees two conflicting ones.
+- Production lets a plain write (a Commit without a transaction: `update`, `set`, a
+  `WriteBatch`; or a BulkWriter's BatchWrite) of a locked document wait; the emulator
+  answers it ABORTED "Transaction lock timeout". Here it takes its turn in the same
+  queues, for all its documents at once, and holds them while it is forwarded.
 - Production expires a transaction that stays idle (its client died): the emulator keeps
-  its locks. Here an idle transaction (TX_IDLE_S) is rolled back on the emulator and its
-  locks are released; its late commit then fails ABORTED and the client retries.
+  its locks. Here an idle transaction (TX_IDLE_S) is rolled back on the emulator, then its
+  locks are released; its late commit fails ABORTED and the client retries.
 
-Reads inside a transaction through queries are not coordinated (none of our transactions
-contend through queries); the emulator's own locking still applies to them.
+Anything waiting longer than LOCK_WAIT_S is answered ABORTED (the Python SDK retries a
+transaction or a BatchWrite then, not a plain Commit). Reads through queries are
+not coordinated (none of our transactions contend through queries); the emulator's own
+locking still applies to them. The web SDK talks to the emulator directly and is not
+coordinated at all.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ SERVICE = "/google.firestore.v1.Firestore/"
 STREAMING_RESPONSES = {"BatchGetDocuments", "RunQuery", "RunAggregationQuery", "PartitionQuery"}
 BIDI = {"Listen", "Write"}
 TX_IDLE_S = 10.0  # production: 60 s idle; shorter here so crash tests do not wait long
-LOCK_WAIT_S = 30.0  # a transaction waiting longer than this is ABORTED (the client retries)
+LOCK_WAIT_S = 30.0  # waiting longer than this is ABORTED (a transaction's client retries)
 DROPPED_METADATA = ("user-agent", "grpc-", ":")
 
 
