@@ -3,24 +3,28 @@
     coordinator = TransactionCoordinator(upstream="127.0.0.1:8080").start()
     coordinator.host      # FIRESTORE_EMULATOR_HOST for google-cloud-firestore / firebase-admin
 
-A gRPC pass-through in front of the official emulator for server SDK traffic (the web
-SDK talks to the emulator directly). Every call is forwarded unchanged, as bytes; only
-read-write transactions are also coordinated:
+A gRPC pass-through in front of the official emulator for server SDK traffic. Every call
+is forwarded unchanged, as bytes; read-write transactions and plain writes are also
+coordinated (design and measurements: docs/local-stack.md):
 
-- Production Firestore locks the documents a server-SDK transaction reads (pessimistic)
-  and lets contenders wait their turn, so 50 concurrent read-modify-write transactions
-  on one balance all commit. The emulator instead lets every contender take a shared
-  lock, deadlocks them at commit, and breaks the deadlock by aborting after a 2 s lock
-  timeout; contenders retrying in lock-step then abort forever (measured: 1 of 20
-  concurrent decrements committed in 100 s). Here a transaction's reads of a document
-  wait, first come first served, until the transactions ahead of it on that document
-  have committed or rolled back, so the emulator never sees two conflicting ones.
+- Production Firestore locks the documents a server-SDK transaction reads and lets
+  contenders wait their turn; the emulator deadlocks them and aborts after a 2 s lock
+  timeout, forever in lock-step. Here a transaction's reads of a document wait, first come
+  first served, until the transactions ahead of it on that document have committed or
+  rolled back, so the emulator never sees two conflicting ones.
+- Production lets a plain write (a Commit without a transaction: `update`, `set`, a
+  `WriteBatch`; or a BulkWriter's BatchWrite) of a locked document wait; the emulator
+  answers it ABORTED "Transaction lock timeout". Here it takes its turn in the same
+  queues, for all its documents at once, and holds them while it is forwarded.
 - Production expires a transaction that stays idle (its client died): the emulator keeps
-  its locks. Here an idle transaction (TX_IDLE_S) is rolled back on the emulator and its
-  locks are released; its late commit then fails ABORTED and the client retries.
+  its locks. Here an idle transaction (TX_IDLE_S) is rolled back on the emulator, then its
+  locks are released; its late commit fails ABORTED and the client retries.
 
-Reads inside a transaction through queries are not coordinated (none of our transactions
-contend through queries); the emulator's own locking still applies to them.
+Anything waiting longer than LOCK_WAIT_S is answered ABORTED (the Python SDK retries a
+transaction or a BatchWrite then, not a plain Commit). Reads through queries are
+not coordinated (none of our transactions contend through queries); the emulator's own
+locking still applies to them. The web SDK talks to the emulator directly and is not
+coordinated at all.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +48,7 @@ SERVICE = "/google.firestore.v1.Firestore/"
 STREAMING_RESPONSES = {"BatchGetDocuments", "RunQuery", "RunAggregationQuery", "PartitionQuery"}
 BIDI = {"Listen", "Write"}
 TX_IDLE_S = 10.0  # production: 60 s idle; shorter here so crash tests do not wait long
-LOCK_WAIT_S = 30.0  # a transaction waiting longer than this is ABORTED (the client retries)
+LOCK_WAIT_S = 30.0  # waiting longer than this is ABORTED (a transaction's client retries)
 DROPPED_METADATA = ("user-agent", "grpc-", ":")
 
 
@@ -56,6 +61,7 @@ BeginResponse = _pb(fs.BeginTransactionResponse)
 BatchGetRequest = _pb(fs.BatchGetDocumentsRequest)
 BatchGetResponse = _pb(fs.BatchGetDocumentsResponse)
 CommitRequest = _pb(fs.CommitRequest)
+BatchWriteRequest = _pb(fs.BatchWriteRequest)
 RollbackRequest = _pb(fs.RollbackRequest)
 
 
@@ -66,6 +72,7 @@ class Aborted(Exception):
 @dataclass
 class _Tx:
     database: str
+    plain: bool = False  # a plain commit's turn: never idle, nothing to roll back
     locks: set[str] = field(default_factory=set)
     last_active: float = field(default_factory=time.monotonic)
     waiting: bool = False  # waiting for a lock is not idling
@@ -73,7 +80,13 @@ class _Tx:
 
 
 class DocumentLocks:
-    """First-come-first-served locks on documents, held by transaction ids."""
+    """First-come-first-served locks on documents, held by transactions and plain commits.
+
+    A transaction takes its documents one read at a time; a plain commit takes all of its
+    documents at once (and holds none while it waits), and a transaction that already holds
+    a lock goes ahead of waiting plain commits. So a plain commit never waits for a
+    transaction that waits for it: plain commits add no deadlock (docs/local-stack.md).
+    """
 
     def __init__(self) -> None:
         self._cv = threading.Condition()
@@ -85,7 +98,13 @@ class DocumentLocks:
         with self._cv:
             self.txs[tx_id] = _Tx(database)
 
-    def acquire(self, tx_id: bytes, paths: list[str], timeout_s: float = LOCK_WAIT_S) -> None:
+    def acquire(
+        self,
+        tx_id: bytes,
+        paths: list[str],
+        timeout_s: float = LOCK_WAIT_S,
+        alive: Callable[[], bool] = lambda: True,
+    ) -> None:
         end = time.monotonic() + timeout_s
         with self._cv:
             tx = self.txs.get(tx_id)
@@ -95,26 +114,76 @@ class DocumentLocks:
                 if self._owner.get(path) == tx_id:
                     continue
                 queue = self._queue.setdefault(path, deque())
-                queue.append(tx_id)
-                tx.waiting = True
-                try:
-                    while self._owner.get(path) is not None or queue[0] != tx_id:
-                        if tx.expired:
-                            raise Aborted("the transaction expired (idle)")
-                        remaining = end - time.monotonic()
-                        if remaining <= 0:
-                            raise Aborted(f"transaction lock timeout on {path}")
-                        self._cv.wait(min(remaining, 0.5))
-                finally:
-                    tx.waiting = False
-                    queue.remove(tx_id)
-                    if not queue:
-                        self._queue.pop(path, None)
-                if tx.expired:
-                    raise Aborted("the transaction expired (idle)")
+                if tx.locks:  # ahead of plain commits, which may be waiting for those locks
+                    plain = [i for i, w in enumerate(queue) if self._plain(w)]
+                    queue.insert(plain[0] if plain else len(queue), tx_id)
+                else:
+                    queue.append(tx_id)
+                self._wait(tx_id, tx, [path], end, alive)
                 self._owner[path] = tx_id
                 tx.locks.add(path)
                 tx.last_active = time.monotonic()
+
+    def acquire_plain(
+        self,
+        paths: list[str],
+        database: str,
+        timeout_s: float = LOCK_WAIT_S,
+        alive: Callable[[], bool] = lambda: True,
+    ) -> bytes:
+        """Wait for the turn of a plain commit of `paths`, take them all; return its lock id."""
+        end = time.monotonic() + timeout_s
+        turn = b"plain-commit:" + uuid.uuid4().bytes
+        wanted = sorted(set(paths))
+        with self._cv:
+            tx = self.txs[turn] = _Tx(database, plain=True)
+            for path in wanted:
+                self._queue.setdefault(path, deque()).append(turn)
+            try:
+                self._wait(turn, tx, wanted, end, alive)
+            except Aborted:
+                del self.txs[turn]
+                raise
+            for path in wanted:
+                self._owner[path] = turn
+            tx.locks.update(wanted)
+            return turn
+
+    def _wait(
+        self, tx_id: bytes, tx: _Tx, paths: list[str], end: float, alive: Callable[[], bool]
+    ) -> None:
+        """Wait (under the condition) until `tx_id` is first in line on every one of
+        `paths` and none is held; it leaves those queues either way."""
+        tx.waiting = True
+        try:
+            while not all(self._owner.get(p) is None and self._queue[p][0] == tx_id for p in paths):
+                if tx.expired:
+                    raise Aborted("the transaction expired (idle)")
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    raise Aborted(f"transaction lock timeout on {', '.join(paths)}")
+                if not alive():
+                    raise Aborted("the client went away")
+                self._cv.wait(min(remaining, 0.5))
+        finally:
+            tx.waiting = False
+            for path in paths:
+                queue = self._queue[path]
+                queue.remove(tx_id)
+                if not queue:
+                    self._queue.pop(path, None)
+            self._cv.notify_all()  # the next in line may be first now
+        if tx.expired:
+            raise Aborted("the transaction expired (idle)")
+
+    def waiting_plain(self, path: str) -> int:
+        """How many plain commits wait for their turn on `path`."""
+        with self._cv:
+            return sum(1 for w in self._queue.get(path, ()) if self._plain(w))
+
+    def _plain(self, waiter: bytes) -> bool:
+        tx = self.txs.get(waiter)
+        return tx is not None and tx.plain
 
     def touch(self, tx_id: bytes) -> bool:
         """Mark activity; False if the transaction expired."""
@@ -136,28 +205,22 @@ class DocumentLocks:
             self._cv.notify_all()
 
     def expire_idle(self, idle_s: float) -> list[tuple[bytes, str]]:
-        """Expire transactions idle for `idle_s` (their locks go); return (id, database)."""
+        """Mark transactions idle for `idle_s` expired; return (id, database). Their locks
+        are kept until `release`, once the emulator has rolled them back: a plain commit
+        let through earlier would wait on the emulator's locks."""
         now = time.monotonic()
         with self._cv:
             idle = [
                 (tx_id, tx.database)
                 for tx_id, tx in self.txs.items()
-                if not tx.expired and not tx.waiting and now - tx.last_active > idle_s
+                if not tx.plain
+                and not tx.expired
+                and not tx.waiting
+                and now - tx.last_active > idle_s
             ]
             for tx_id, _ in idle:
-                tx = self.txs[tx_id]
-                tx.expired = True
-                for path in tx.locks:
-                    if self._owner.get(path) == tx_id:
-                        del self._owner[path]
-                tx.locks.clear()
-            if idle:
-                self._cv.notify_all()
+                self.txs[tx_id].expired = True
             return idle
-
-    def forget(self, tx_id: bytes) -> None:
-        with self._cv:
-            self.txs.pop(tx_id, None)
 
 
 class TransactionCoordinator:
@@ -202,6 +265,7 @@ class TransactionCoordinator:
                         [("authorization", "Bearer owner")],
                         30,
                     )
+                self.locks.release(tx_id)
 
     def call_unary(
         self, method: str, request: bytes, metadata: list[tuple[str, str]], timeout: float | None
@@ -211,6 +275,18 @@ class TransactionCoordinator:
 
     def channel(self) -> grpc.Channel:
         return self._channel
+
+
+def _written(write: Any) -> str | None:
+    """The document a google.firestore.v1.Write changes."""
+    operation = write.WhichOneof("operation")
+    if operation is None:
+        return None  # malformed: the emulator refuses it
+    if operation == "update":
+        return str(write.update.name)
+    if operation == "transform":
+        return str(write.transform.document)
+    return str(getattr(write, operation))  # delete (or verify): the name itself
 
 
 def _until_cancelled(requests: Iterator[bytes]) -> Iterator[bytes]:
@@ -255,10 +331,15 @@ class _Handler(grpc.GenericRpcHandler):
         def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
             tx_id: bytes | None = None
             if name == "Commit":
-                tx_id = CommitRequest.FromString(request).transaction or None
+                commit = CommitRequest.FromString(request)
+                tx_id = commit.transaction or None
                 if tx_id and not self.c.locks.touch(tx_id):
-                    self.c.locks.forget(tx_id)
                     context.abort(grpc.StatusCode.ABORTED, "the transaction expired (idle)")
+                if not tx_id:
+                    tx_id = self._plain_turn(commit.writes, commit.database, context)
+            elif name == "BatchWrite":
+                batch = BatchWriteRequest.FromString(request)
+                tx_id = self._plain_turn(batch.writes, batch.database, context)
             elif name == "Rollback":
                 tx_id = RollbackRequest.FromString(request).transaction or None
             try:
@@ -278,6 +359,21 @@ class _Handler(grpc.GenericRpcHandler):
 
         return handle
 
+    def _plain_turn(
+        self, writes: Iterable[Any], database: str, context: grpc.ServicerContext
+    ) -> bytes | None:
+        """Wait for a plain commit's turn on the documents it writes (see DocumentLocks)."""
+        paths = [path for w in writes if (path := _written(w))]
+        if not paths:
+            return None
+        remaining = context.time_remaining()
+        wait_s = LOCK_WAIT_S if remaining is None else min(LOCK_WAIT_S, remaining)
+        try:
+            return self.c.locks.acquire_plain(paths, database, wait_s, context.is_active)
+        except Aborted as e:
+            context.abort(grpc.StatusCode.ABORTED, str(e))
+            raise  # context.abort raises; this is for the type checker
+
     def _server_stream(
         self, method: str, name: str
     ) -> Callable[[bytes, grpc.ServicerContext], Iterator[bytes]]:
@@ -287,7 +383,9 @@ class _Handler(grpc.GenericRpcHandler):
                 req = BatchGetRequest.FromString(request)
                 if req.transaction:
                     try:
-                        self.c.locks.acquire(req.transaction, list(req.documents))
+                        self.c.locks.acquire(
+                            req.transaction, list(req.documents), alive=context.is_active
+                        )
                     except Aborted as e:
                         context.abort(grpc.StatusCode.ABORTED, str(e))
                 elif req.HasField("new_transaction") and not req.new_transaction.HasField(

@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from google.cloud import firestore, storage
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from local_stack.firestore import find_official_emulator
+from local_stack.firestore_tx import TransactionCoordinator
 from local_stack.stack import LocalStack, StackSettings
 from tests.conftest import admin_app
 from tests.support.stack import duplicate_events
@@ -230,20 +232,27 @@ def test_scheduled_function_runs_on_demand(probe_stack: LocalStack):
     assert len(results(probe_stack, fn="scheduled")) == before + 1
 
 
+def add_in_transaction(
+    db: firestore.Client, ref: firestore.DocumentReference, field: str, delta: int
+) -> None:
+    """A read-modify-write transaction: ref's `field` += delta."""
+
+    @firestore.transactional
+    def run(tx: firestore.Transaction) -> None:
+        snap = ref.get(transaction=tx)
+        tx.update(ref, {field: snap.get(field) + delta})
+
+    run(db.transaction())
+
+
 def test_transactions_are_isolated_and_batches_atomic(probe_stack: LocalStack):
     db = probe_stack.db  # type: ignore[attr-defined]
     ref = db.collection("probe_accounts").document(uuid.uuid4().hex)
     ref.set({"balance": 100})
-
-    def spend() -> None:
-        @firestore.transactional
-        def run(tx: firestore.Transaction) -> None:
-            snap = ref.get(transaction=tx)
-            tx.update(ref, {"balance": snap.get("balance") - 1})
-
-        run(db.transaction())
-
-    threads = [threading.Thread(target=spend) for _ in range(20)]
+    threads = [
+        threading.Thread(target=add_in_transaction, args=(db, ref, "balance", -1))
+        for _ in range(20)
+    ]
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert ref.get().get("balance") == 80
@@ -303,15 +312,107 @@ os._exit(9)
     )
     assert "locked" in out.stdout, out.stderr[-2000:]
     started = time.monotonic()
-
-    @firestore.transactional
-    def spend(tx: firestore.Transaction) -> None:
-        snap = ref.get(transaction=tx)
-        tx.update(ref, {"balance": snap.get("balance") - 1})
-
-    spend(db.transaction())
+    add_in_transaction(db, ref, "balance", -1)
     assert ref.get().get("balance") == 4
     assert time.monotonic() - started < 15
+
+
+def _coordinated(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> TransactionCoordinator:
+    """The stack's transaction coordinator, with idle expiry far off: these tests hold
+    transactions open on purpose (the module's stack expires them after 1.5 s)."""
+    if stack.tx_coordinator is None:
+        pytest.skip("the npm server has no coordinator: a plain write does not wait there")
+    coordinator: TransactionCoordinator = stack.tx_coordinator
+    monkeypatch.setattr(coordinator, "tx_idle_s", 120.0)
+    return coordinator
+
+
+def _document_name(stack: LocalStack, ref: firestore.DocumentReference) -> str:
+    return f"projects/{stack.settings.project_id}/databases/(default)/documents/{ref.path}"
+
+
+@pytest.mark.parametrize("writer", ["update", "bulk_writer"])
+def test_a_plain_write_waits_for_the_transaction_that_read_its_document(
+    probe_stack: LocalStack, monkeypatch: pytest.MonkeyPatch, writer: str
+):
+    """Production lets a plain write of a document a transaction holds wait its turn; the
+    bare emulator answered it ABORTED "Transaction lock timeout" instead."""
+    coordinator = _coordinated(probe_stack, monkeypatch)
+    db = probe_stack.db  # type: ignore[attr-defined]
+    ref = db.collection("probe_accounts").document(uuid.uuid4().hex)
+    ref.set({"writes": []})
+    have_read, may_commit = threading.Event(), threading.Event()
+    attempts: list[int] = []
+
+    @firestore.transactional
+    def hold(tx: firestore.Transaction) -> None:
+        attempts.append(1)
+        ref.get(transaction=tx)
+        have_read.set()
+        assert may_commit.wait(60)
+        tx.update(ref, {"writes": firestore.ArrayUnion(["transaction"])})
+
+    def plain_write() -> None:
+        change = {"writes": firestore.ArrayUnion(["plain"])}
+        if writer == "update":
+            ref.update(change)
+        else:  # BatchWrite
+            bulk = db.bulk_writer()
+            bulk.update(ref, change)
+            bulk.flush()  # close() alone: its retries would fail on the closed writer
+            bulk.close()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        held = pool.submit(hold, db.transaction())
+        assert have_read.wait(60)
+        plain = pool.submit(plain_write)
+        wait_until(
+            lambda: (
+                plain.done() or coordinator.locks.waiting_plain(_document_name(probe_stack, ref))
+            ),
+            what="the plain write waiting for its turn",
+        )
+        assert not plain.done(), f"the plain write did not wait: {plain.exception()!r}"
+        may_commit.set()
+        held.result(timeout=60)
+        plain.result(timeout=60)
+    assert ref.get().get("writes") == ["transaction", "plain"]
+    assert len(attempts) == 1, "the transaction was not aborted by the plain write"
+
+
+def test_transactions_and_plain_writes_of_one_document_all_succeed(
+    probe_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+):
+    """20 read-modify-write increments and 20 plain writes (updates, and batches that also
+    write a second document) of one document at once: every call succeeds, none is lost."""
+    _coordinated(probe_stack, monkeypatch)
+    db = probe_stack.db  # type: ignore[attr-defined]
+    ref = db.collection("probe_accounts").document(uuid.uuid4().hex)
+    other = db.collection("probe_accounts").document(uuid.uuid4().hex)
+    ref.set({"count": 0})
+
+    def plain_write(i: int) -> None:
+        if i % 2:
+            batch = db.batch()
+            batch.set(other, {f"b{i}": i}, merge=True)
+            batch.update(ref, {f"plain.f{i}": i})
+            batch.commit()
+        else:
+            ref.update({f"plain.f{i}": i})
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        calls = []
+        for i in range(20):
+            calls += [
+                pool.submit(add_in_transaction, db, ref, "count", 1),
+                pool.submit(plain_write, i),
+            ]
+        failures = [repr(e) for f in calls if (e := f.exception(timeout=120))]
+    assert failures == []
+    doc = ref.get().to_dict()
+    assert doc["count"] == 20
+    assert doc["plain"] == {f"f{i}": i for i in range(20)}
+    assert other.get().to_dict() == {f"b{i}": i for i in range(1, 20, 2)}
 
 
 def test_the_stack_runs_the_firestore_it_says(probe_stack: LocalStack):
