@@ -407,6 +407,8 @@ class _Handler(grpc.GenericRpcHandler):
             except grpc.RpcError as e:
                 if e.code() != grpc.StatusCode.CANCELLED:
                     context.abort(e.code(), e.details() or "")
+            finally:
+                call.cancel()  # never left for the garbage collector to cancel (see _bidi)
 
         return handle
 
@@ -424,5 +426,11 @@ class _Handler(grpc.GenericRpcHandler):
             except grpc.RpcError as e:
                 if e.code() != grpc.StatusCode.CANCELLED:
                     context.abort(e.code(), e.details() or "")
+            finally:
+                # An upstream call still open when its generator is dropped is cancelled by
+                # grpc's `_Rendezvous.__del__`, from whichever thread the cyclic GC runs in,
+                # taking the call's lock then the channel's: once (loaded run 9) that
+                # deadlocked every RPC of the process against the channel's spin thread.
+                call.cancel()
 
         return handle
