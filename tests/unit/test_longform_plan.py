@@ -257,3 +257,16 @@ def test_any_crash_point_resumes_without_redoing_work(n: int, order: list[int]):
         step = nxt
     assert sorted(generated) == list(range(n)) and len(generated) == n
     assert plan.decide(doc, "stitch", 0).action == "run"
+
+
+def test_a_segment_made_again_has_a_task_id_of_its_own():
+    assert plan.task_id("j1", 2, 0, again=1) == "j1-seg-2-try-0-again-1"
+    assert plan.task_id("j1", 2, 0, again=0) == plan.task_id("j1", 2, 0)
+
+
+def test_a_renewal_never_shortens_a_lease_held_for_a_provider():
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    held = now + timedelta(minutes=10)
+    assert plan.renew_update(now, timedelta(seconds=60), held)["leaseExpiresAt"] == held
+    renewed = plan.renew_update(now, timedelta(seconds=60), now)["leaseExpiresAt"]
+    assert renewed == now + timedelta(seconds=60)
