@@ -38,6 +38,7 @@ from core.ownership import write_if_owner
 from core.task_attempt import TaskAttempt
 
 FIELD = "prediction"
+Ref = firestore.DocumentReference
 SLOTS_FIELD = "slot_predictions"
 CREATING, WAITING, FINISHING = "creating", "waiting", "finishing"
 PENDING_STATES = (CREATING, WAITING, FINISHING)
@@ -81,17 +82,9 @@ class Finishing(Protocol):
 
     waiting_statuses: tuple[str, ...]
 
-    def finish(
-        self, ref: firestore.DocumentReference, prediction: Mapping[str, Any], slot: str | None
-    ) -> bool: ...
+    def finish(self, ref: Ref, prediction: Mapping[str, Any], slot: str | None) -> bool: ...
 
-    def give_up(
-        self,
-        ref: firestore.DocumentReference,
-        prediction_id: str | None,
-        slot: str | None,
-        error: JobError,
-    ) -> bool: ...
+    def give_up(self, ref: Ref, pid: str | None, slot: str | None, error: JobError) -> bool: ...
 
 
 class Lifecycle:
@@ -103,19 +96,11 @@ class Lifecycle:
     def __init__(self, finisher: Finisher) -> None:
         self.finisher = finisher
 
-    def finish(
-        self, ref: firestore.DocumentReference, prediction: Mapping[str, Any], slot: str | None
-    ) -> bool:
+    def finish(self, ref: Ref, prediction: Mapping[str, Any], slot: str | None) -> bool:
         return finish(ref, prediction, self.finisher, slot)
 
-    def give_up(
-        self,
-        ref: firestore.DocumentReference,
-        prediction_id: str | None,
-        slot: str | None,
-        error: JobError,
-    ) -> bool:
-        job = take(ref, prediction_id, slot)
+    def give_up(self, ref: Ref, pid: str | None, slot: str | None, error: JobError) -> bool:
+        job = take(ref, pid, slot)
         if job is None:
             return False
         job.fail(error)

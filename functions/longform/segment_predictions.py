@@ -26,6 +26,7 @@ from core import predictions, runtime
 from core.errors import JobError, crashed
 from core.lifecycle import lease_duration, now, work_dir
 from core.ownership import LostClaim, write_if_owner
+from core.predictions import Ref
 from longform import plan
 from longform.claim import StepRun, heartbeat
 from longform.job import COLLECTION, LongFormJob, enqueue_or_fail, stored_job
@@ -96,9 +97,7 @@ class _Segments:
 
     waiting_statuses: tuple[str, ...] = (plan.GENERATING,)
 
-    def finish(
-        self, ref: firestore.DocumentReference, prediction: Mapping[str, Any], slot: str | None
-    ) -> bool:
+    def finish(self, ref: Ref, prediction: Mapping[str, Any], slot: str | None) -> bool:
         run = _take(ref, str(prediction.get("id") or "") or None, slot)
         if run is None:
             return False
@@ -115,14 +114,8 @@ class _Segments:
             _failed(run, crashed(exc, "long-form segment finisher", retryable=True, **run.ids))
         return True
 
-    def give_up(
-        self,
-        ref: firestore.DocumentReference,
-        prediction_id: str | None,
-        slot: str | None,
-        error: JobError,
-    ) -> bool:
-        run = _take(ref, prediction_id, slot)
+    def give_up(self, ref: Ref, pid: str | None, slot: str | None, error: JobError) -> bool:
+        run = _take(ref, pid, slot)
         if run is None:
             return False
         _failed(run, error)

@@ -19,7 +19,7 @@ from google.cloud import firestore, storage
 from local_stack.stack import LocalStack
 from tests.fakes.provider_api import FakeProviderAPI
 from tests.integration.test_longform import JobWatcher, call, start_job, user
-from tests.integration.test_provider_webhooks import signed
+from tests.integration.test_provider_webhooks import signed, webhook_params
 from tests.support.stack import task_statuses
 from tests.watch import wait_until
 
@@ -29,9 +29,7 @@ pytestmark = pytest.mark.stack
 @pytest.fixture(scope="module")
 def hooked(stack: LocalStack, provider_api: FakeProviderAPI) -> Iterator[LocalStack]:
     with stack.host_params(
-        PROVIDER_WEBHOOK_URL=stack.function_url("providerwebhook"),
-        REPLICATE_WEBHOOK_SECRET=provider_api.webhook_secret,
-        WEBHOOK_RECONCILE_AFTER_SECONDS="0",
+        **webhook_params(stack, provider_api),
         MEDIA_PROVIDER="replicate",
         REPLICATE_API_TOKEN="r8_local_fake_token",
     ):
