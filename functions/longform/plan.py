@@ -338,6 +338,11 @@ def plan_replay(
         "replayedAt": now,
         **_lease(now, lease),
     }
+    slots = job.get("slot_predictions")
+    # a new run of the segment gets every attempt again; a prediction still pending (the
+    # job was swept while the provider worked) is kept, so it is not paid twice
+    if isinstance(slots, Mapping) and (slots.get(str(step)) or {}).get("state") == "failed":
+        update["slot_predictions"] = {k: v for k, v in slots.items() if k != str(step)}
     if replacement_prompt is not None:
         if not isinstance(step, int):
             raise ReplayRefused(

@@ -191,6 +191,18 @@ def test_replay_resumes_at_the_first_unfinished_segment_and_keeps_finished_ones(
     assert plan.decide(after, 2, 0).action == "ignore"
 
 
+@pytest.mark.parametrize(("state", "kept"), [("failed", False), ("waiting", True)])
+def test_a_replay_forgets_the_failed_prediction_of_its_segment_but_keeps_a_pending_one(
+    state: str, kept: bool
+):
+    slots = {"0": {"state": "done", "id": "p0"}, "1": {"state": state, "id": "p1", "attempt": 4}}
+    doc = job(done=1, status="failed", failedStep=1, slot_predictions=slots)
+    update = plan.plan_replay(doc, replacement_prompt=None, now=T0, lease=LEASE).update
+    after = (doc | update)["slot_predictions"]
+    assert after["0"] == slots["0"]
+    assert (after.get("1") == slots["1"]) is kept, "a new run gets every attempt again"
+
+
 def test_replay_can_replace_the_prompt_of_the_resumed_segment():
     doc = job(done=1, status="failed")
     p = plan.plan_replay(doc, replacement_prompt="a calmer sea", now=T0, lease=LEASE)
