@@ -207,3 +207,23 @@ def test_a_refused_segment_fails_the_job_and_a_replay_finishes_it(
     assert final["status"] == "completed", final.get("error")
     assert len(creates(provider_api, replacement)) == 1
     assert len(creates(provider_api, texts[0])) == 1, "the finished segment is kept"
+
+
+def test_segments_on_a_poll_only_provider_are_polled_from_short_task_attempts(
+    hooked: LocalStack, provider_api: FakeProviderAPI, db, id_token
+):
+    """Veo has no callbacks: each segment's operation is looked at once per `providerpoll`
+    attempt (one chain per prediction), so no instance waits for it either."""
+    uid, texts = user(), prompts("", "")
+    veo = {"MEDIA_PROVIDER": "veo", "GEMINI_API_KEY": "gm_local_fake_key"}
+    with hooked.host_params(**veo), JobWatcher(db, uid) as watch:
+        job_id = start_job(hooked, id_token(uid), prompts=texts, segmentSeconds=4,
+                           resolution="720p")  # fmt: skip
+        final = watch.wait_terminal(180)
+    assert final["status"] == "completed", final.get("error")
+    assert {s["provider"] for s in final["segments"]} == {"veo"}
+    assert [provider_api.creates_for(t) for t in texts] == [1, 1]
+    for i in range(2):
+        polls = task_statuses(hooked, f"{job_id}-poll-{i}-0-0")
+        assert polls[-1] < 300, f"segment {i}'s poll chain ended: {polls}"
+        assert task_statuses(hooked, f"{job_id}-seg-{i}-try-0") == [200]
