@@ -97,6 +97,8 @@ def collect(quick: bool) -> dict[str, Any]:
             results[name] = module.run()
             if name == "bench_streaming" and hasattr(module, "run_first_playable"):
                 results["first_playable_stages"] = module.run_first_playable()
+            if name == "bench_webhooks" and hasattr(module, "run_longform"):
+                results["webhooks_longform"] = module.run_longform()
             if name == "bench_streaming" and hasattr(module, "run_lengths"):
                 lengths = (10, 60) if quick else (10, 60, 300)
                 results["time_to_playable_by_length"] = module.run_lengths(lengths, repeats=3)
@@ -164,11 +166,12 @@ def rows(r: dict[str, Any]) -> list[Row]:
                     f"{f['ours_x_realtime']}x realtime (plain {f['plain_x_realtime']}x)",
                 )
             )
-    wh = r.get("bench_webhooks", {})
-    if isinstance(wh, dict) and "webhook" in wh:
-        from bench import bench_webhooks
+    for key in ("bench_webhooks", "webhooks_longform"):
+        wh = r.get(key, {})
+        if isinstance(wh, dict) and "webhook" in wh:
+            from bench import bench_webhooks
 
-        out.extend(bench_webhooks.rows(wh))
+            out.extend(bench_webhooks.rows(wh))
     cr = r.get("bench_creations", {})
     if isinstance(cr, dict) and "throughput_many_users" in cr:
         tp = cr["throughput_many_users"]

@@ -8,7 +8,8 @@ delivery log) plus every callback the host answered (the fake's record). "Before
 instance polls the prediction (no PROVIDER_WEBHOOK_URL). "After": the prediction is created
 with our webhook and the job goes on from the signed callback.
 
-    python -m bench.bench_webhooks
+    python -m bench.bench_webhooks            # video and multi-video jobs
+    python -m bench.bench_webhooks longform   # a long-form job's segments only
 """
 
 from __future__ import annotations
@@ -26,17 +27,19 @@ for _p in (_ROOT / "functions", _ROOT):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
+import requests  # noqa: E402
 from google.cloud import firestore, storage  # noqa: E402
 
 from devtools.media_factory import make_image  # noqa: E402
 from local_stack.stack import LocalStack, StackSettings  # noqa: E402
 from tests.fakes.provider_api import FakeProviderAPI  # noqa: E402
 from tests.support.documents import job_document, scene  # noqa: E402
-from tests.watch import run_job  # noqa: E402
+from tests.watch import run_job, wait_until  # noqa: E402
 
 RUN_S = 8.0
 RUNS = 3
 SCENES = 3
+SEGMENTS = 3
 
 
 def _held_s(stack: LocalStack, api: FakeProviderAPI, job_id: str, pids: list[str]) -> float:
@@ -75,25 +78,90 @@ def _measure(stack: LocalStack, api: FakeProviderAPI, seed: str) -> dict[str, An
     return {"video_s": video, "video_s_median": statistics.median(video), "multi_video_s": multi}
 
 
+def _longform(
+    stack: LocalStack, api: FakeProviderAPI, db: firestore.Client, by_function: dict[str, float]
+) -> float:
+    """Instance-seconds per segment of a SEGMENTS-segment long-form job (its segment steps,
+    their outputs' Storage events, their callbacks; not the stitch), also added up per
+    function into `by_function`."""
+    uid, tag = f"bench-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
+    prompts = [f"benchmark paper boat {tag} {i}" for i in range(SEGMENTS)]
+    answer = requests.post(
+        stack.function_url("triggerlongformvideojob"),
+        json={"data": {"prompts": prompts, "segmentSeconds": 2, "resolution": "480p"}},
+        headers={"Authorization": f"Bearer {stack.sign_in(uid)}"},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    ref = db.collection("videoJobs").document(str(answer.json()["result"]["jobId"]))
+    final = wait_until(lambda: (d := ref.get().to_dict() or {}).get("status") in
+                       ("completed", "failed") and d, 300, what="the long-form job")  # fmt: skip
+    assert final["status"] == "completed", final.get("error")
+    stack.wait_idle(30)
+    time.sleep(0.5)  # the fake records a callback's answer just after the host sent it
+    held = [
+        (d.function, d.latency_ms / 1000) for d in stack.deliveries
+        if ref.id in d.subject and "stitch" not in d.subject and "final.mp4" not in d.subject
+    ]  # fmt: skip
+    pids = [p.id for t in prompts for p in api.predictions_for(t)]
+    held += [("providerwebhook", c.seconds) for pid in pids for c in api.callbacks_for(pid)]
+    for function, seconds in held:
+        by_function[function] = by_function.get(function, 0.0) + seconds / SEGMENTS
+    return sum(seconds for _, seconds in held) / SEGMENTS
+
+
+def _stack(api: FakeProviderAPI, **env: str) -> LocalStack:
+    return LocalStack(
+        StackSettings(
+            project_id="demo-bench-webhooks",
+            state_dir=_ROOT / ".local" / "bench-webhooks",
+            fresh=True,
+            persist=False,
+            run_schedules=False,
+            serve_web=False,
+            host_env={
+                **api.env(),
+                "ALLOW_PROVIDER_OVERRIDE": "true",
+                "MEDIA_PROVIDER": "local",
+                "REPLICATE_API_TOKEN": "r8_bench_fake_token",
+                "REPLICATE_WEBHOOK_SECRET": api.webhook_secret,
+                **env,
+            },
+        )
+    ).start()
+
+
+def run_longform() -> dict[str, Any]:
+    """Instance-seconds per long-form segment, polling vs webhook (median of RUNS jobs)."""
+    with FakeProviderAPI(run_s=RUN_S) as api:
+        stack = _stack(api, MEDIA_PROVIDER="replicate")
+        try:
+            with stack.env():
+                db = firestore.Client(project=stack.settings.project_id)
+                poll_parts: dict[str, float] = {}
+                polling = [_longform(stack, api, db, poll_parts) for _ in range(RUNS)]
+                hook_parts: dict[str, float] = {}
+                with stack.host_params(PROVIDER_WEBHOOK_URL=stack.function_url("providerwebhook")):
+                    webhook = [_longform(stack, api, db, hook_parts) for _ in range(RUNS)]
+        finally:
+            stack.stop()
+
+    def figures(runs: list[float], parts: dict[str, float]) -> dict[str, Any]:
+        per_run = {f: round(s / RUNS, 3) for f, s in sorted(parts.items())}
+        return {"segment_s": runs, "segment_s_median": statistics.median(runs),
+                "segment_s_by_function_mean": per_run}  # fmt: skip
+
+    return {
+        "prediction_run_s": RUN_S,
+        "segments": SEGMENTS,
+        "polling": figures(polling, poll_parts),
+        "webhook": figures(webhook, hook_parts),
+    }
+
+
 def run() -> dict[str, Any]:
     with FakeProviderAPI(run_s=RUN_S) as api:
-        stack = LocalStack(
-            StackSettings(
-                project_id="demo-bench-webhooks",
-                state_dir=_ROOT / ".local" / "bench-webhooks",
-                fresh=True,
-                persist=False,
-                run_schedules=False,
-                serve_web=False,
-                host_env={
-                    **api.env(),
-                    "ALLOW_PROVIDER_OVERRIDE": "true",
-                    "MEDIA_PROVIDER": "local",
-                    "REPLICATE_API_TOKEN": "r8_bench_fake_token",
-                    "REPLICATE_WEBHOOK_SECRET": api.webhook_secret,
-                },
-            )
-        ).start()
+        stack = _stack(api)
         try:
             with stack.env():
                 bucket = storage.Client(project=stack.settings.project_id).bucket(
@@ -115,6 +183,16 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, float | None, float | 
     poll, hook = results["polling"], results["webhook"]
     run_s = results["prediction_run_s"]
     note = f"each prediction runs {run_s:g} s at the provider; baseline: polling from the instance"
+    if "segment_s_median" in poll:  # run_longform's results
+        return [
+            (
+                f"instance-seconds per long-form segment ({results['segments']}-segment job)",
+                "s",
+                hook["segment_s_median"],
+                poll["segment_s_median"],
+                note,
+            )
+        ]
     return [
         (
             "instance-seconds per video generation",
@@ -134,7 +212,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, float | None, float | 
 
 
 if __name__ == "__main__":
-    out = run()
+    out = run_longform() if sys.argv[1:] == ["longform"] else run()
     print(json.dumps(out, indent=2))
     for row in rows(out):
         print(row)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from firebase_functions import firestore_fn, https_fn, scheduler_fn, storage_fn, tasks_fn
 
-from core import redrive, runtime
+from core import predictions, redrive, runtime
 from core.clients import bucket_name, init_app
 from core.operations import call
 from creations import create, drafts, http_api, worker
@@ -27,6 +27,7 @@ from handlers import (
 )
 from longform import callables as longform_callables
 from longform import job as longform_job
+from longform import segment_predictions
 from longform import step as longform_step
 from streaming import assets, continuation, qualities, stalled, trigger
 from streaming import document as video_document
@@ -45,10 +46,11 @@ SWEPT_COLLECTIONS = (
 )
 SWEEP_CHECKS = {"stalledQualities": stalled.fail_stalled_qualities}
 # The job kinds whose generations a provider callback finishes (docs/webhooks.md).
-CALLBACK_FINISHERS = {
+CALLBACK_FINISHERS: predictions.Finishers = {
     image_jobs.COLLECTION: image_jobs.finish_from_prediction,
     video_jobs.COLLECTION: video_jobs.finish_from_prediction,
     multi_video_jobs.COLLECTION: multi_video_jobs.finish_scene,
+    longform_job.COLLECTION: segment_predictions.SEGMENTS,
 }
 # What the sweep re-drives (collections with `redrive=True`), and the handler that re-runs it.
 REDRIVEN: dict[str, redrive.Handler] = {

@@ -5,6 +5,7 @@ A webhook-driven generation (docs/webhooks.md) keeps one map on the job document
 generations (a multi-video job's scenes) keeps one per slot in `slot_predictions.{slot}`.
 
     (none) --begin--> creating --created--> waiting --take--> finishing --> job completed|failed
+                                                     (a slot's record) --> done | failed (begin again)
 
 - `start` records the intent (`creating`) BEFORE the create request, and the id right after
   it. A re-run of the job (a redelivered event, a re-driven crash) that finds a record never
@@ -14,30 +15,105 @@ generations (a multi-video job's scenes) keeps one per slot in `slot_predictions
 - `take` is the transaction that lets exactly one of (the callback, a duplicate callback,
   the reconciler) finish the job; a finisher that dies is replaced once `finishingUntil`
   passes. The job's lease covers the provider's whole time limit while it waits.
+- A prediction that ended in a retryable failure may be made again (`may_retry`, bounded by
+  the record's `attempt`): its record is marked `failed` (`ended_record`) and the next
+  `start` of that slot creates a new one.
+- Who finishes: a lifecycle job (`processing`, `claimId`) is finished by a `Finisher`; a
+  collection with its own claim (a long-form job's step) brings a `Finishing` of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlencode, urlsplit
 
 from google.cloud import firestore
 
 from core import config
+from core.errors import JobError
 from core.lifecycle import Job, carry_out, lease_duration, now, resume
 from core.ownership import write_if_owner
+from core.task_attempt import TaskAttempt
 
 FIELD = "prediction"
+Ref = firestore.DocumentReference
 SLOTS_FIELD = "slot_predictions"
 CREATING, WAITING, FINISHING = "creating", "waiting", "finishing"
 PENDING_STATES = (CREATING, WAITING, FINISHING)
+DONE, FAILED = "done", "failed"  # ended: stored, or to be created again (a retry)
 ENDED = ("succeeded", "failed", "canceled", "aborted")  # a prediction's terminal statuses
 
 Finisher = Callable[[Job, Mapping[str, Any], str | None], dict[str, Any] | None]
 """(job, the provider's finished prediction, its slot) -> outputs for `complete`, or None
 when it completed the job itself (or has more to do). Raises JobError for a failed one."""
+
+
+class Holder(Protocol):
+    """What `start` writes through: a claimed job (core/lifecycle.py `Job`) or another
+    collection's owned handle (a long-form step). Every write checks ownership."""
+
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def collection(self) -> str: ...
+
+    def log(self, message: str, **fields: Any) -> None: ...
+
+    def warn(self, message: str, **fields: Any) -> None: ...
+
+    def update(self, **fields: Any) -> None: ...
+
+    def modify(
+        self, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Finishing(Protocol):
+    """How a collection whose jobs are not lifecycle jobs is finished (a long-form job's
+    segments): which statuses wait for a prediction, finishing one exactly once (False when
+    it was not ours), and giving up on one (False when it was not ours)."""
+
+    waiting_statuses: tuple[str, ...]
+
+    def finish(self, ref: Ref, prediction: Mapping[str, Any], slot: str | None) -> bool: ...
+
+    def give_up(self, ref: Ref, pid: str | None, slot: str | None, error: JobError) -> bool: ...
+
+
+class Lifecycle:
+    """The `Finishing` of a lifecycle job kind (`processing` while it waits) and its
+    `Finisher`."""
+
+    waiting_statuses: tuple[str, ...] = ("processing",)
+
+    def __init__(self, finisher: Finisher) -> None:
+        self.finisher = finisher
+
+    def finish(self, ref: Ref, prediction: Mapping[str, Any], slot: str | None) -> bool:
+        return finish(ref, prediction, self.finisher, slot)
+
+    def give_up(self, ref: Ref, pid: str | None, slot: str | None, error: JobError) -> bool:
+        job = take(ref, pid, slot)
+        if job is None:
+            return False
+        job.fail(error)
+        return True
+
+
+Finishers = Mapping[str, Finisher | Finishing]
+"""What each collection's callbacks are finished by (main.py's CALLBACK_FINISHERS)."""
+
+
+def finishing(value: Finisher | Finishing) -> Finishing:
+    """The `Finishing` of a registered finisher (main.py's CALLBACK_FINISHERS)."""
+    return value if isinstance(value, Finishing) else Lifecycle(value)
 
 
 def record_of(data: Mapping[str, Any], slot: str | None = None) -> dict[str, Any] | None:
@@ -72,7 +148,7 @@ def deadline() -> timedelta:
     return timedelta(seconds=int(config.PROVIDER_TIMEOUT_SECONDS.value))
 
 
-def webhook_for(base: str, job: Job, slot: str | None = None) -> str:
+def webhook_for(base: str, job: Holder, slot: str | None = None) -> str:
     """The callback URL of `job`'s prediction: the job's path (and slot) ride in the query
     (the body is the signed part; the query only routes, checked against the job's record)."""
     sep = "&" if urlsplit(base).query else "?"
@@ -81,7 +157,7 @@ def webhook_for(base: str, job: Job, slot: str | None = None) -> str:
 
 
 def start(
-    job: Job,
+    job: Holder,
     provider: str,
     kind: str,
     base: str,
@@ -99,7 +175,10 @@ def start(
         job.update(leaseExpiresAt=_waiting_lease(record.get("createdAt")))
         return pid
     t = now()
-    intent = {"state": CREATING, "provider": provider, "kind": kind, "id": None, "createdAt": t}
+    # a new prediction after one that failed (a retry) counts on from its attempt
+    attempt = int(record.get("attempt") or 0) + 1 if record is not None else 0
+    intent = {"state": CREATING, "provider": provider, "kind": kind, "id": None, "createdAt": t,
+              "attempt": attempt}  # fmt: skip
     lease = {"leaseExpiresAt": _waiting_lease(t)}
     job.modify(lambda current: {**_put(current, slot, intent), **lease})
     pid = create(webhook_for(base, job, slot))
@@ -110,14 +189,15 @@ def start(
     return pid
 
 
-def poll_later(job: Job, slot: str | None = None) -> None:
+def poll_later(job: Holder, slot: str | None = None, *, chain: str) -> None:
     """Queue the first short `providerpoll` attempt for a poll-only provider's generation
-    (its task id is deterministic: a re-run does not queue a second chain)."""
+    (its task id is deterministic: a re-run with the same `chain`, e.g. the job's claim
+    attempt, does not queue a second chain)."""
     from core import runtime
     from core.tasks import enqueue
 
     payload = {"collection": job.collection, "job_id": job.id, "slot": slot}
-    task_id = f"{job.id}-poll-{slot or 'main'}-{job.attempts}"
+    task_id = f"{job.id}-poll-{slot or 'main'}-{chain}"
     if not enqueue(runtime.PROVIDER_POLL, payload, task_id=task_id, delay_s=runtime.POLL_DELAY_S):
         job.log("provider poll already queued", taskId=task_id)
 
@@ -128,13 +208,17 @@ def _waiting_lease(created: object) -> datetime:
 
 
 def takeable(
-    data: Mapping[str, Any], prediction_id: str | None, at: datetime, slot: str | None = None
+    data: Mapping[str, Any],
+    prediction_id: str | None,
+    at: datetime,
+    slot: str | None = None,
+    statuses: tuple[str, ...] = Lifecycle.waiting_statuses,
 ) -> bool:
-    """May a finisher take this job for `prediction_id` now (pure)? While it is
-    `processing` and its record waits for that prediction (or is `creating`: the id was
-    never recorded), or a previous finisher's time ran out."""
+    """May a finisher take this job for `prediction_id` now (pure)? While its status is
+    one that waits (`processing`) and its record waits for that prediction (or is
+    `creating`: the id was never recorded), or a previous finisher's time ran out."""
     record = record_of(data, slot)
-    if data.get("status") != "processing" or record is None:
+    if data.get("status") not in statuses or record is None:
         return False
     state, recorded = record.get("state"), record.get("id")
     if state == CREATING:
@@ -153,19 +237,48 @@ def take(
     """The job, now `finishing` for this prediction and owned by the caller; None when it is
     not ours to finish (done, another finisher, another prediction, gone)."""
     t = now()
-
-    def write(tx: firestore.Transaction, data: dict[str, Any]) -> dict[str, Any]:
-        record = record_of(data, slot) or {}
-        record.update(state=FINISHING, finishingUntil=t + lease_duration())
-        if prediction_id is not None:
-            record["id"] = prediction_id
-        renewed = {"updatedAt": t, "leaseExpiresAt": max(t + lease_duration(), _lease_of(data))}
-        return {**_put(data, slot, record), **renewed}
-
-    written = write_if_owner(ref, lambda d: takeable(d, prediction_id, t, slot), write)
+    written = write_if_owner(
+        ref,
+        lambda d: takeable(d, prediction_id, t, slot),
+        lambda tx, data: taken(data, prediction_id, slot, t),
+    )
     if written is None:
         return None
     return resume(ref, str(written.get("claimId") or ""))
+
+
+def taken(
+    data: Mapping[str, Any], prediction_id: str | None, slot: str | None, t: datetime
+) -> dict[str, Any]:
+    """The fields that make `slot`'s record `finishing` for its one finisher (pure; written
+    in the transaction that checked `takeable`)."""
+    record = record_of(data, slot) or {}
+    record.update(state=FINISHING, finishingUntil=t + lease_duration())
+    if prediction_id is not None:
+        record["id"] = prediction_id
+    renewed = {"updatedAt": t, "leaseExpiresAt": max(t + lease_duration(), _lease_of(data))}
+    return {**_put(data, slot, record), **renewed}
+
+
+def may_retry(record: Mapping[str, Any], error: JobError, max_attempts: int) -> bool:
+    """After a slot's prediction failed with `error`: may another one be made (pure)? The
+    task queue's rule (core/task_attempt.py), counted by the record's `attempt`."""
+    return TaskAttempt(int(record.get("attempt") or 0) + 1, max_attempts).should_retry(error)
+
+
+def ended_record(
+    data: Mapping[str, Any], slot: str | None, error: JobError | None = None
+) -> dict[str, Any]:
+    """The fields that mark `slot`'s prediction as ended: `done` once its output is stored
+    (nobody asks about it again), or `failed` with `error`, so the next `start` of that slot
+    creates a new one (pure; written by the finisher that took it)."""
+    record = record_of(data, slot) or {}
+    record.pop("finishingUntil", None)
+    if error is None:
+        record.update(state=DONE)
+    else:
+        record.update(state=FAILED, error={"code": error.code, "message": error.message[:500]})
+    return _put(data, slot, record)
 
 
 def _lease_of(data: Mapping[str, Any]) -> datetime:

@@ -7,7 +7,8 @@ records it in `clips` (never twice: the clip list, then the stored object, are c
 first) and enqueues the next scene of its lane; the step that records the last scene
 completes the job. The task attempt (core/task_attempt.py) settles failures. With a provider
 that calls back, a step records its scene's prediction (slot = scene number) and ends;
-`finish_scene` stores the clip and goes on from the callback (docs/webhooks.md).
+`finish_scene` stores the clip and goes on from the callback, or has a retryable failure
+made again by a new step (bounded by the queue's attempts) (docs/webhooks.md).
 docs/video-jobs.md, "Why steps, and how".
 """
 
@@ -194,10 +195,29 @@ def finish_scene(job: Job, prediction: Mapping[str, Any], slot: str | None) -> N
                 job, scene, path, probed_clip(provider.collect_video(prediction, tmp))
             )
     except JobError as err:
-        raise named(err, f"scene {scene.scene_number}") from None
+        if not predictions.may_retry(record, err, runtime.MULTI_VIDEO_STEP.max_attempts):
+            raise named(err, f"scene {scene.scene_number}") from None
+        _again(job, scene.scene_number, int(record.get("attempt") or 0) + 1, err)
+        return
     total = len(scenes)
-    state = job.modify(lambda current: _append(current, clip, total))
+
+    def record_clip(current: dict[str, Any]) -> dict[str, Any]:
+        # the record ends `done`: the reconciler asks nobody about a stored scene again
+        return {**(_append(current, clip, total) or {}), **predictions.ended_record(current, slot)}
+
+    state = job.modify(record_clip)
     _go_on(job, scenes, index, state)
+
+
+def _again(job: Job, scene_number: int, attempt: int, err: JobError) -> None:
+    """A scene whose prediction failed retryably: its record is marked `failed` and a new
+    step (its own task id) makes the prediction again, as the task queue retries a step on
+    the polling path."""
+    slot = str(scene_number)
+    job.modify(lambda current: predictions.ended_record(current, slot, err))
+    job.warn("scene prediction failed; a new step makes it again", scene=scene_number,
+             errorCode=err.code, error=err.message, predictionAttempt=attempt)  # fmt: skip
+    _enqueue(job, scene_number, again=attempt)
 
 
 def _index(scenes: list[SceneSpec], scene_number: int) -> int:
@@ -346,16 +366,17 @@ def _find(clips: list[dict[str, Any]], scene_number: int) -> dict[str, Any] | No
     return next((c for c in clips if c.get("scene_number") == scene_number), None)
 
 
-def task_id(job_id: str, attempt: int, scene_number: int) -> str:
+def task_id(job_id: str, attempt: int, scene_number: int, again: int = 0) -> str:
+    """`again`: the scene's prediction attempt, when a failed prediction is made again."""
     suffix = "" if attempt <= 1 else f"-r{attempt}"
-    return f"{job_id}-scene-{scene_number}{suffix}"
+    return f"{job_id}-scene-{scene_number}{suffix}" + (f"-again-{again}" if again else "")
 
 
-def _enqueue(job: Job, scene_number: int) -> bool:
+def _enqueue(job: Job, scene_number: int, again: int = 0) -> bool:
     """Queue the step for one scene; False if that task already exists (a duplicate)."""
     from firebase_admin import exceptions as admin_exceptions
 
-    tid = task_id(job.id, job.attempts, scene_number)
+    tid = task_id(job.id, job.attempts, scene_number, again)
     payload = {"job_id": job.id, "claim_id": job.claim_id, "scene_number": scene_number}
     try:
         if not enqueue(runtime.MULTI_VIDEO_STEP, payload, task_id=tid):

@@ -11,7 +11,6 @@ job that is no longer waiting for that generation ends quietly. docs/webhooks.md
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from firebase_functions import https_fn, logger
@@ -31,20 +30,24 @@ class PollPayload(BaseModel):
     slot: Id | None = None
 
 
-def handle(
-    req: https_fn.CallableRequest[Any], finishers: Mapping[str, predictions.Finisher]
-) -> None:
+def handle(req: https_fn.CallableRequest[Any], finishers: predictions.Finishers) -> None:
     task = read_payload(PollPayload, req, runtime.PROVIDER_POLL)
     if task is None:
         return
-    finisher = finishers.get(task.collection)
-    if finisher is None:
+    registered = finishers.get(task.collection)
+    if registered is None:
         logger.error("provider poll for a collection nobody finishes", collection=task.collection)
         return
+    finisher = predictions.finishing(registered)
     ref = db().collection(task.collection).document(task.job_id)
     data = ref.get().to_dict() or {}
     record = predictions.record_of(data, task.slot)
-    if data.get("status") != "processing" or not record or not record.get("id"):
+    if (
+        data.get("status") not in finisher.waiting_statuses
+        or not record
+        or not record.get("id")
+        or record.get("state") not in predictions.PENDING_STATES
+    ):
         logger.info("provider poll: the job waits for nothing", jobId=task.job_id, slot=task.slot)
         return
     pid = str(record["id"])
@@ -55,13 +58,11 @@ def handle(
         prediction = provider.prediction(pid)
         if prediction.get("status") not in predictions.ENDED:
             raise NotYet(f"the provider is still generating {pid}", code="provider-timeout")
-        predictions.finish(ref, prediction, finisher, task.slot)
+        finisher.finish(ref, prediction, task.slot)
 
     def give_up(error: JobError) -> None:
-        job = predictions.take(ref, pid, task.slot)
-        if job is not None:
+        if finisher.give_up(ref, pid, task.slot, error):
             provider.cancel(pid)
-            job.fail(error)
 
     TaskAttempt.of(req, runtime.PROVIDER_POLL).run(
         look, finish=give_up, log={"jobId": task.job_id, "slot": task.slot, "predictionId": pid}

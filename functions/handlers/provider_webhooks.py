@@ -15,7 +15,6 @@ Which collections, with which finishers: the explicit list in main.py. docs/webh
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from firebase_functions import https_fn, logger
@@ -26,9 +25,7 @@ from core.vocabulary import is_id
 from core.webhooks import Refused, remember, seen, verify
 
 
-def handle(
-    req: https_fn.Request, finishers: Mapping[str, predictions.Finisher]
-) -> https_fn.Response:
+def handle(req: https_fn.Request, finishers: predictions.Finishers) -> https_fn.Response:
     if req.method != "POST":
         return _answer(405, "method-not-allowed")
     body = req.get_data(cache=True)
@@ -60,7 +57,7 @@ def handle(
     outcome = "ignored"
     if status in predictions.ENDED:
         ref = db().collection(collection).document(job_id)
-        if predictions.finish(ref, prediction, finishers[collection], slot):
+        if predictions.finishing(finishers[collection]).finish(ref, prediction, slot):
             outcome = "finished"
         else:
             logger.info("provider callback for a job not waiting for it", webhookId=webhook_id,

@@ -42,16 +42,16 @@ def decide(record: Mapping[str, Any], at: datetime, after: timedelta, limit: tim
     return "ask" if age >= after else "wait"
 
 
-def reconcile_predictions(
-    finishers: Mapping[str, predictions.Finisher], at: datetime | None = None
-) -> int:
+def reconcile_predictions(finishers: predictions.Finishers, at: datetime | None = None) -> int:
     """Settle what can be settled; how many jobs it finished or failed."""
     t = at or now()
     after = timedelta(seconds=int(config.WEBHOOK_RECONCILE_AFTER_SECONDS.value))
     limit = predictions.deadline()
     settled = 0
-    for collection, finisher in finishers.items():
-        query = db().collection(collection).where(filter=FieldFilter("status", "==", "processing"))
+    for collection, registered in finishers.items():
+        finisher = predictions.finishing(registered)
+        waiting = list(finisher.waiting_statuses)
+        query = db().collection(collection).where(filter=FieldFilter("status", "in", waiting))
         for snap in query.stream():
             for slot, record in predictions.records(snap.to_dict() or {}).items():
                 try:
@@ -73,7 +73,7 @@ def reconcile_predictions(
 def _settle(
     ref: firestore.DocumentReference,
     record: Mapping[str, Any],
-    finisher: predictions.Finisher,
+    finisher: predictions.Finishing,
     decision: Decision,
     t: datetime,
     limit: timedelta,
@@ -88,22 +88,17 @@ def _settle(
         if prediction.get("status") in predictions.ENDED:
             logger.warn("callback never arrived: finishing from the provider's answer",
                         jobId=ref.id, predictionId=pid)  # fmt: skip
-            return predictions.finish(ref, prediction, finisher, slot)
+            return finisher.finish(ref, prediction, slot)
         created = record.get("createdAt")
         if not isinstance(created, datetime) or t - created <= limit:
             return False
         provider.cancel(pid)
-    job = predictions.take(ref, pid, slot)
-    if job is None:
-        return False
     seconds = int(limit.total_seconds())
-    job.fail(
-        TransientProviderError(
-            f"the provider's prediction {pid or '(never recorded)'} did not end within {seconds}s",
-            code="provider-timeout",
-        )
+    error = TransientProviderError(
+        f"the provider's prediction {pid or '(never recorded)'} did not end within {seconds}s",
+        code="provider-timeout",
     )
-    return True
+    return finisher.give_up(ref, pid, slot, error)
 
 
 def _kind(record: Mapping[str, Any]) -> registry.Kind:

@@ -78,7 +78,7 @@ def generate_scene_video(job: Job, spec: VideoJob) -> None:
             predictions.start(
                 job, provider.name, "video", "", lambda _: polled.begin_video(request)
             )
-            predictions.poll_later(job)
+            predictions.poll_later(job, chain=str(job.attempts))
             return
         clip = probed_clip(provider.generate_video(request, tmp))
         _store(job, spec, clip)

@@ -20,7 +20,7 @@ from core.errors import InvalidInput
 from core.lifecycle import lease_duration, now
 from core.operations import BadRequest, NotFound, Unavailable, WrongState, parse_request
 from longform import plan
-from longform.job import LongFormRequest, ReplayRequest, enqueue_step, job_ref
+from longform.job import LongFormRequest, ReplayRequest, enqueue_or_fail, job_ref
 from providers.registry import video_limits
 
 
@@ -118,13 +118,5 @@ def _enqueue_or_fail(
 ) -> None:
     """Enqueue the step; if that fails, the job shows `failed` (replayable) and the caller
     gets UNAVAILABLE."""
-    try:
-        enqueue_step(str(ref.id), step, replay_count)
-    except Exception as exc:
-        logger.error(f"could not enqueue the {what}", jobId=ref.id, userId=uid, error=repr(exc))
-        ref.update(
-            plan.failure_update(
-                step, "enqueue-failed", f"the {what} could not be queued", retryable=True, now=now()
-            )
-        )
-        raise Unavailable(f"could not queue the {what}; try again") from exc
+    if not enqueue_or_fail(ref, uid, step, replay_count, what):
+        raise Unavailable(f"could not queue the {what}; try again")

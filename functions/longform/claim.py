@@ -58,7 +58,9 @@ class StepRun:
         return self.job
 
     def renew(self) -> None:
-        self.write(lambda _job: plan.renew_update(now(), lease_duration()))
+        self.write(
+            lambda job: plan.renew_update(now(), lease_duration(), job.get("leaseExpiresAt"))
+        )
 
 
 def begin(

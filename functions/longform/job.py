@@ -11,13 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from firebase_functions import logger
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core import runtime
 from core.clients import db
 from core.errors import InvalidInput, validation_problems
-from core.lifecycle import SweptCollection
+from core.lifecycle import SweptCollection, now
 from core.tasks import enqueue
 from core.vocabulary import AspectRatio, Id, Resolution
 from longform import plan
@@ -95,11 +96,34 @@ def job_ref(job_id: str) -> firestore.DocumentReference:
     return db().collection(COLLECTION).document(job_id)
 
 
-def enqueue_step(job_id: str, step: plan.Step, replay_count: int) -> bool:
+def enqueue_step(job_id: str, step: plan.Step, replay_count: int, again: int = 0) -> bool:
     """Enqueue a step (idempotent: the task id is deterministic). False if it was already
     enqueued (or ran) in this run."""
     return enqueue(
         runtime.LONGFORM_STEP,
         {"jobId": job_id, "step": step, "replay": replay_count},
-        task_id=plan.task_id(job_id, step, replay_count),
+        task_id=plan.task_id(job_id, step, replay_count, again),
     )
+
+
+def enqueue_or_fail(
+    ref: firestore.DocumentReference,
+    user_id: str,
+    step: plan.Step,
+    replay_count: int,
+    what: str,
+    again: int = 0,
+) -> bool:
+    """Enqueue the step; if that fails, the job shows `failed` (replayable) and False."""
+    try:
+        enqueue_step(str(ref.id), step, replay_count, again)
+        return True
+    except Exception as exc:
+        logger.error(f"could not enqueue the {what}", jobId=ref.id, userId=user_id,
+                     step=plan.step_key(step), error=repr(exc))  # fmt: skip
+        ref.update(
+            plan.failure_update(
+                step, "enqueue-failed", f"the {what} could not be queued", retryable=True, now=now()
+            )
+        )
+        return False

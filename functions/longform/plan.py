@@ -66,10 +66,13 @@ def step_key(step: Step) -> str:
     return STITCH if step == STITCH else f"seg-{step}"
 
 
-def task_id(job_id: str, step: Step, replay_count: int) -> str:
+def task_id(job_id: str, step: Step, replay_count: int, again: int = 0) -> str:
     """Deterministic Cloud Tasks id: enqueueing the same step twice in one run is refused
-    by the queue (a duplicate), and a replay (next `replay_count`) can enqueue it again."""
-    return f"{job_id}-{step_key(step)}-try-{replay_count}"
+    by the queue (a duplicate), and a replay (next `replay_count`) can enqueue it again.
+    `again`: the segment's prediction attempt, when a failed prediction is made again (a
+    step that ended waiting for its callback cannot be retried by the queue)."""
+    suffix = f"-again-{again}" if again else ""
+    return f"{job_id}-{step_key(step)}-try-{replay_count}{suffix}"
 
 
 def segment_count(job: Mapping[str, Any]) -> int:
@@ -178,8 +181,13 @@ def begin_update(
     return update
 
 
-def renew_update(now: datetime, lease: timedelta) -> dict[str, Any]:
-    return _lease(now, lease)
+def renew_update(now: datetime, lease: timedelta, held: object = None) -> dict[str, Any]:
+    """A renewal; it never shortens the lease `held` (a segment waiting for its provider
+    holds one as long as the provider's time limit)."""
+    renewed = _lease(now, lease)
+    if isinstance(held, datetime) and held > renewed["leaseExpiresAt"]:
+        renewed["leaseExpiresAt"] = held
+    return renewed
 
 
 def retry_note(
@@ -330,6 +338,11 @@ def plan_replay(
         "replayedAt": now,
         **_lease(now, lease),
     }
+    slots = job.get("slot_predictions")
+    # a new run of the segment gets every attempt again; a prediction still pending (the
+    # job was swept while the provider worked) is kept, so it is not paid twice
+    if isinstance(slots, Mapping) and (slots.get(str(step)) or {}).get("state") == "failed":
+        update["slot_predictions"] = {k: v for k, v in slots.items() if k != str(step)}
     if replacement_prompt is not None:
         if not isinstance(step, int):
             raise ReplayRefused(

@@ -5,7 +5,9 @@ retry resumes from the last finished segment.
 Each task asks the plan what to do (`run`, `already-done`, `ignore`); a step it runs reads
 the stored job (validated once, job.py), works (work.py) under a heartbeat, and the task
 attempt (core/task_attempt.py) settles a failure: noted as `lastRetry` and retried, or
-recorded as `failed` with `failedStep` (replayable). docs/longform.md, "The loop".
+recorded as `failed` with `failedStep` (replayable). With a provider that calls back or is
+polled from tasks, a segment step records the prediction and ends; the callback goes on
+(segment_predictions.py). docs/longform.md, "The loop".
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from core import runtime
 from core.errors import JobError
 from core.lifecycle import lease_duration, now
 from core.task_attempt import TaskAttempt
-from longform import plan
+from longform import plan, segment_predictions
 from longform.claim import StepRun, begin, heartbeat
 from longform.job import enqueue_step, job_ref, stored_job
 from longform.work import segment, stitch_segments
+from providers.registry import get_provider
 
 
 def handle_step(req: https_fn.CallableRequest[Any]) -> None:
@@ -80,8 +83,11 @@ def run_step(
         with heartbeat(run):
             if step == plan.STITCH:
                 stitch_segments(run)
-            else:
-                segment(run, spec, int(step))
+                return
+            provider = get_provider("video")
+            # a provider that runs without us: the step records the prediction and ends
+            if not segment_predictions.start(run, spec, int(step), provider):
+                segment(run, spec, int(step), provider)
 
     attempt.run(
         work,

@@ -1,12 +1,15 @@
 """The work of a long-form step: generate one segment (seeded by the previous segment's last
 frame), or stitch every segment into the final MP4. The I/O of the workflow (Storage, the
-provider, ffmpeg); what to write is decided by longform/plan.py.
+provider, ffmpeg); what to write is decided by longform/plan.py. A provider that runs
+without us (a callback, short poll attempts) is started and finished by
+longform/segment_predictions.py, which stores the segment with `store_segment`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,30 +26,49 @@ from longform.preview import publish_clip
 from media.compose_run import stitch
 from media.frames import extract_last_frame
 from media.probe import probe
-from providers.registry import get_provider
+from providers.base import GeneratedMedia, MediaProvider
 
 STITCH_TIMEOUT_S = 480.0
 
 
-def segment(run: StepRun, spec: LongFormJob, index: int) -> None:
-    """Generate segment `index`, store it and its last frame, record it, enqueue the next."""
-    video_path, frame_path = plan.segment_paths(run.user_id, run.job_id, index)
+def segment(run: StepRun, spec: LongFormJob, index: int, provider: MediaProvider) -> None:
+    """Generate segment `index` in-process, store it and its last frame, record it, enqueue
+    the next."""
     started_at = now()
     with work_dir(f"longform-{run.job_id}-{index}") as tmp:
-        seed = _seed_frame(run.job, index, tmp) if index > 0 else None
-        provider = get_provider("video")
+        seed = seed_frame(run.job, index, tmp) if index > 0 else None
         t0 = time.monotonic()
         generated = provider.generate_video(spec.segment_request(index, seed), tmp / "gen")
         generation_s = time.monotonic() - t0
         run.renew()
-        last = extract_last_frame(generated.path, tmp / "last.png")
-        info = probe(generated.path)
-        if info.video is None:
-            raise MediaError(f"the provider's segment {index} has no video", code="invalid-clip")
-        url = storage.upload_file(generated.path, video_path, "video/mp4")
-        frame_url = storage.upload_file(last, frame_path, "image/png")
-        run.renew()
-        piece, preview_fields = publish_clip(run, spec, index, generated.path, info, tmp)
+        nxt = store_segment(run, spec, index, generated, tmp, started_at, generation_s)
+    if nxt is not None:
+        hand_on(run, nxt)
+
+
+def store_segment(
+    run: StepRun,
+    spec: LongFormJob,
+    index: int,
+    generated: GeneratedMedia,
+    tmp: Path,
+    started_at: datetime,
+    generation_s: float,
+    also: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+) -> plan.Step | None:
+    """Store a generated segment (its video, its last frame: the next segment's seed, its
+    preview clip) and record it, with the job fields `also(job)` in the same write; the step
+    that follows, for the caller to hand on to. The in-process step and the callback's
+    finisher (longform/segment_predictions.py) share it."""
+    video_path, frame_path = plan.segment_paths(run.user_id, run.job_id, index)
+    last = extract_last_frame(generated.path, tmp / "last.png")
+    info = probe(generated.path)
+    if info.video is None:
+        raise MediaError(f"the provider's segment {index} has no video", code="invalid-clip")
+    url = storage.upload_file(generated.path, video_path, "video/mp4")
+    frame_url = storage.upload_file(last, frame_path, "image/png")
+    run.renew()
+    piece, preview_fields = publish_clip(run, spec, index, generated.path, info, tmp)
     entry: dict[str, Any] = {
         "index": index,
         "url": url,
@@ -57,7 +79,7 @@ def segment(run: StepRun, spec: LongFormJob, index: int) -> None:
         "generationSeconds": round(generation_s, 3),
         "startedAt": started_at,
         "finishedAt": now(),
-        "seededFrom": "previous-last-frame" if seed is not None else "prompt",
+        "seededFrom": "previous-last-frame" if index > 0 else "prompt",
         "provider": generated.provider,
         "model": generated.model,
     }
@@ -65,7 +87,11 @@ def segment(run: StepRun, spec: LongFormJob, index: int) -> None:
         entry["preview"] = piece
     job = run.write(
         lambda current: plan.segment_update(
-            current, entry, now(), lease_duration(), extra=preview_fields
+            current,
+            entry,
+            now(),
+            lease_duration(),
+            extra={**preview_fields, **(also(current) if also is not None else {})},
         )
     )
     nxt = plan.step_after(index, job)
@@ -76,8 +102,7 @@ def segment(run: StepRun, spec: LongFormJob, index: int) -> None:
         progress=job.get("progress"),
         next=plan.step_key(nxt) if nxt is not None else None,
     )
-    if nxt is not None:
-        hand_on(run, nxt)
+    return nxt
 
 
 def hand_on(run: StepRun, nxt: plan.Step) -> None:
@@ -92,7 +117,7 @@ def hand_on(run: StepRun, nxt: plan.Step) -> None:
         raise Retry(f"could not enqueue {plan.step_key(nxt)}") from exc
 
 
-def _seed_frame(job: Mapping[str, Any], index: int, tmp: Path) -> Path:
+def seed_frame(job: Mapping[str, Any], index: int, tmp: Path) -> Path:
     """The last frame of segment index-1: the stored PNG, else decoded from its video."""
     prev = next(
         (

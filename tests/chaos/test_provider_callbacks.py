@@ -20,6 +20,7 @@ from devtools.media_factory import make_image
 from local_stack.stack import LocalStack
 from tests.conftest import make_stack_settings
 from tests.fakes.provider_api import FakeProviderAPI
+from tests.integration.test_longform import JobWatcher, start_job
 from tests.support.documents import job_document
 from tests.watch import DocWatcher, wait_until
 
@@ -120,3 +121,29 @@ def test_host_killed_during_the_create_request_adopts_the_prediction_from_its_ca
     assert provider_api.creates_for(doc["text"]) == 1
     (created,) = provider_api.predictions_for(doc["text"])
     assert final["prediction"]["id"] == created.id
+
+
+def test_host_killed_while_a_segment_prediction_runs_completes_with_one_create_per_segment(
+    hooked: LocalStack, provider_api: FakeProviderAPI, hdb, patient_callbacks
+):
+    """A long-form job on Replicate: segment 1's step recorded its prediction and ended;
+    the host dies while the provider works; the callback, to the new host, stores segment 1
+    and the job goes on. The provider saw one create per segment."""
+    tag = uuid.uuid4().hex[:8]
+    texts = [f"A tram {tag} part 0", f"A tram {tag} part 1 [api:hold]", f"A tram {tag} part 2"]
+    uid = f"lf-chaos-{tag}"
+    with hooked.host_params(MEDIA_PROVIDER="replicate"), JobWatcher(hdb, uid) as watch:
+        job_id = start_job(hooked, hooked.sign_in(uid), prompts=texts)
+
+        def waiting() -> bool:
+            data = hdb.collection("videoJobs").document(job_id).get().to_dict() or {}
+            return ((data.get("slot_predictions") or {}).get("1") or {}).get("state") == "waiting"
+
+        wait_until(waiting, 60, what="segment 1 waiting for its callback")
+        hooked.kill_host()
+        hooked.start_host()
+        provider_api.release(texts[1])
+        final = watch.wait_terminal(120)
+    assert final["status"] == "completed", final.get("error")
+    assert [provider_api.creates_for(t) for t in texts] == [1, 1, 1]
+    assert [s["index"] for s in final["segments"]] == [0, 1, 2]

@@ -34,12 +34,19 @@ VIDEOS = "video_generation_jobs"
 IMAGES = "image_generation_jobs"
 
 
+def webhook_params(stack: LocalStack, provider_api: FakeProviderAPI) -> dict[str, str]:
+    """The host's params for callbacks from the fake API (the sweep reconciles at once)."""
+    return {
+        "PROVIDER_WEBHOOK_URL": stack.function_url("providerwebhook"),
+        "REPLICATE_WEBHOOK_SECRET": provider_api.webhook_secret,
+        "WEBHOOK_RECONCILE_AFTER_SECONDS": "0",
+    }
+
+
 @pytest.fixture(scope="module")
 def webhooks(stack: LocalStack, provider_api: FakeProviderAPI) -> Iterator[LocalStack]:
     with stack.host_params(
-        PROVIDER_WEBHOOK_URL=stack.function_url("providerwebhook"),
-        REPLICATE_WEBHOOK_SECRET=provider_api.webhook_secret,
-        WEBHOOK_RECONCILE_AFTER_SECONDS="0",
+        **webhook_params(stack, provider_api),
         IMAGE_PROVIDER="replicate",
         ALLOW_PROVIDER_OVERRIDE="true",
         MEDIA_PROVIDER="local",
@@ -236,6 +243,26 @@ def test_multi_video_scenes_complete_from_their_callbacks(
     assert sorted(records) == ["1", "2", "3"] and all(r["id"] for r in records.values())
     for c in final["clips"]:
         assert bucket.blob(c["video_path"]).exists()
+
+
+def test_a_scene_prediction_that_fails_retryably_is_made_again_and_the_job_completes(
+    webhooks: LocalStack, provider_api: FakeProviderAPI, db, seed_url
+):
+    tag = uuid.uuid4().hex[:8]
+    scenes = [scene(n, seed_url, f"quay {tag} scene {n}") for n in (1, 2)]
+    job_id, doc = job_document("multi_video_jobs", "user-hooks", scenes=scenes,
+                               provider="replicate", resolution="480p")  # fmt: skip
+    provider_api.fail_next("aborted")  # the first create ends `aborted` (Replicate: retry it)
+    final, _ = run_job(db.collection("multi_video_jobs").document(job_id), doc, 180)
+    assert final["status"] == "completed", final.get("error")
+    assert [c["scene_number"] for c in final["clips"]] == [1, 2]
+    counts = {s["scene_number"]: provider_api.creates_for(s["description"]) for s in scenes}
+    assert sorted(counts.values()) == [1, 2], counts
+    (again,) = [n for n, c in counts.items() if c == 2]
+    record = final["slot_predictions"][str(again)]
+    assert record["attempt"] == 1
+    assert {r["state"] for r in final["slot_predictions"].values()} == {"done"}
+    assert task_statuses(webhooks, f"{job_id}-scene-{again}-again-1") == [200]
 
 
 def test_a_poll_only_provider_is_polled_from_short_task_attempts(

@@ -191,6 +191,18 @@ def test_replay_resumes_at_the_first_unfinished_segment_and_keeps_finished_ones(
     assert plan.decide(after, 2, 0).action == "ignore"
 
 
+@pytest.mark.parametrize(("state", "kept"), [("failed", False), ("waiting", True)])
+def test_a_replay_forgets_the_failed_prediction_of_its_segment_but_keeps_a_pending_one(
+    state: str, kept: bool
+):
+    slots = {"0": {"state": "done", "id": "p0"}, "1": {"state": state, "id": "p1", "attempt": 4}}
+    doc = job(done=1, status="failed", failedStep=1, slot_predictions=slots)
+    update = plan.plan_replay(doc, replacement_prompt=None, now=T0, lease=LEASE).update
+    after = (doc | update)["slot_predictions"]
+    assert after["0"] == slots["0"]
+    assert (after.get("1") == slots["1"]) is kept, "a new run gets every attempt again"
+
+
 def test_replay_can_replace_the_prompt_of_the_resumed_segment():
     doc = job(done=1, status="failed")
     p = plan.plan_replay(doc, replacement_prompt="a calmer sea", now=T0, lease=LEASE)
@@ -257,3 +269,16 @@ def test_any_crash_point_resumes_without_redoing_work(n: int, order: list[int]):
         step = nxt
     assert sorted(generated) == list(range(n)) and len(generated) == n
     assert plan.decide(doc, "stitch", 0).action == "run"
+
+
+def test_a_segment_made_again_has_a_task_id_of_its_own():
+    assert plan.task_id("j1", 2, 0, again=1) == "j1-seg-2-try-0-again-1"
+    assert plan.task_id("j1", 2, 0, again=0) == plan.task_id("j1", 2, 0)
+
+
+def test_a_renewal_never_shortens_a_lease_held_for_a_provider():
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    held = now + timedelta(minutes=10)
+    assert plan.renew_update(now, timedelta(seconds=60), held)["leaseExpiresAt"] == held
+    renewed = plan.renew_update(now, timedelta(seconds=60), now)["leaseExpiresAt"]
+    assert renewed == now + timedelta(seconds=60)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from core import predictions
+from core.errors import JobError
 from core.lifecycle import Job
 from tests.support.firestore import FakeFirestore, use_fake_firestore
 
@@ -110,3 +111,50 @@ def test_finish_runs_the_finisher_once_and_completes(fake: FakeFirestore) -> Non
     assert calls == ["p1"]
     stored = fake.data("video_generation_jobs/j1") or {}
     assert stored["status"] == "completed" and stored["video_path"] == "users/u/videos/j1.mp4"
+
+
+def test_a_failed_prediction_is_created_again_counting_its_attempts(fake: FakeFirestore) -> None:
+    failed = {"state": "failed", "id": "pred-1", "provider": "replicate", "kind": "video",
+              "createdAt": T0, "attempt": 0}  # fmt: skip
+    job = claimed(fake, slot_predictions={"2": failed})
+    assert predictions.start(job, "replicate", "video", HOOK, lambda hook: "pred-2", slot="2")
+    record = (fake.data("video_generation_jobs/j1") or {})["slot_predictions"]["2"]
+    assert record["state"] == "waiting" and record["id"] == "pred-2" and record["attempt"] == 1
+
+
+@pytest.mark.parametrize(
+    ("attempt", "retryable", "again"),
+    [(0, True, True), (3, True, True), (4, True, False), (0, False, False)],
+)
+def test_a_failed_prediction_may_be_made_again_while_attempts_remain(
+    attempt: int, retryable: bool, again: bool
+) -> None:
+    error = JobError("aborted", code="provider-unavailable", retryable=retryable)
+    assert predictions.may_retry({"attempt": attempt}, error, max_attempts=5) is again
+
+
+def test_an_ended_record_is_no_longer_pending_and_keeps_the_other_slots() -> None:
+    data = {"slot_predictions": {
+        "0": {"state": "finishing", "id": "p0", "finishingUntil": T0},
+        "1": {"state": "waiting", "id": "p1"},
+    }}  # fmt: skip
+    done = predictions.ended_record(data, "0")["slot_predictions"]
+    assert done["0"] == {"state": "done", "id": "p0"} and done["1"] == data["slot_predictions"]["1"]
+    error = JobError("no", code="content-policy", retryable=False)
+    failed = predictions.ended_record(data, "0", error)["slot_predictions"]["0"]
+    assert failed["state"] == "failed" and failed["error"]["code"] == "content-policy"
+    for record in (done["0"], failed):
+        assert not predictions.takeable({"status": "processing", "slot_predictions": {"0": record}},
+                                        "p0", T0, "0")  # fmt: skip
+
+
+def test_a_plain_finisher_is_finished_as_a_lifecycle_job(fake: FakeFirestore) -> None:
+    claimed(fake, prediction={"state": "waiting", "id": "p1", "createdAt": T0})
+    ref = fake.document("video_generation_jobs/j1")
+    finishing = predictions.finishing(lambda job, prediction, slot: {"video_path": "v.mp4"})
+    assert finishing.waiting_statuses == ("processing",)
+    error = JobError("late", code="provider-timeout", retryable=True)
+    assert finishing.give_up(ref, "p2", None, error) is False, "another prediction's"
+    assert finishing.give_up(ref, "p1", None, error) is True
+    stored = fake.data("video_generation_jobs/j1") or {}
+    assert stored["status"] == "failed" and stored["error"]["code"] == "provider-timeout"

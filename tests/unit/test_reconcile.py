@@ -114,3 +114,36 @@ def test_a_create_in_doubt_fails_at_the_deadline(monkeypatch: pytest.MonkeyPatch
     assert run(monkeypatch, fake, provider, age_s=1000, state="creating", pid=None) == (1, [])
     assert provider.asked == []
     assert (fake.data("video_generation_jobs/j1") or {})["error"]["code"] == "provider-timeout"
+
+
+class SegmentsStub:
+    """A `predictions.Finishing` of a collection that waits while `generating`."""
+
+    waiting_statuses = ("generating",)
+
+    def __init__(self) -> None:
+        self.finished: list[tuple[str, str | None]] = []
+
+    def finish(self, ref: Any, prediction: Mapping[str, Any], slot: str | None) -> bool:
+        self.finished.append((str(prediction["id"]), slot))
+        return True
+
+    def give_up(self, ref: Any, prediction_id: str | None, slot: str | None, error: Any) -> bool:
+        raise AssertionError("nothing to give up on")
+
+
+def test_a_collection_with_its_own_finishing_is_reconciled_in_its_waiting_status(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake, provider = use_fake_firestore(monkeypatch), FakeProvider("succeeded")
+    monkeypatch.setattr(registry, "collector", lambda name, kind: provider)
+    old = datetime.now(UTC) - timedelta(seconds=200)
+    record = {"state": "waiting", "id": "p1", "provider": "replicate", "kind": "video",
+              "createdAt": old}  # fmt: skip
+    fake.put("videoJobs/j1", {"status": "generating", "slot_predictions": {"1": record}})
+    fake.put(
+        "videoJobs/j2", {"status": "failed", "slot_predictions": {"1": {**record, "id": "p2"}}}
+    )
+    stub = SegmentsStub()
+    assert reconcile.reconcile_predictions({"videoJobs": stub}) == 1
+    assert stub.finished == [("p1", "1")] and provider.asked == ["p1"]
