@@ -181,8 +181,8 @@ def test_longform_preview_plays_in_chromium_while_later_segments_are_generated(
 ) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     uid = user()
-    # clip 1's provider call takes 25 s: the job is still generating while clip 0 plays
-    prompts = ["A paper boat sets off", "It drifts past shops [fail:slow=25]", "It reaches a canal"]
+    # clip 1's provider call takes 30 s: the job is still generating while clip 0 plays
+    prompts = ["A paper boat sets off", "It drifts past shops [fail:slow=30]", "It reaches a canal"]
     session = Session(
         player.base,
         "--until-time",
