@@ -44,7 +44,10 @@ SWEPT_COLLECTIONS = (
     longform_job.SWEPT,
     video_document.SWEPT,
 )
-SWEEP_CHECKS = {"stalledQualities": stalled.fail_stalled_qualities}
+SWEEP_CHECKS = {
+    "stalledQualities": stalled.fail_stalled_qualities,
+    "stalledAssets": stalled.fail_stalled_assets,
+}
 # The job kinds whose generations a provider callback finishes (docs/webhooks.md).
 CALLBACK_FINISHERS: predictions.Finishers = {
     image_jobs.COLLECTION: image_jobs.finish_from_prediction,

@@ -160,6 +160,12 @@ QUALITY_STALL_SECONDS = params.IntParam(
     default=9000,
     description="A background quality with no progress for this long is recorded failed by the sweep (its last task attempt was lost).",
 )
+# Covers the `streamassets` queue's attempts and their backoffs (a unit test checks it).
+ASSET_STALL_SECONDS = params.IntParam(
+    "ASSET_STALL_SECONDS",
+    default=7200,
+    description="A stream's storyboard or MP4 download with no answer from its task for this long is recorded failed by the sweep (every attempt was lost).",
+)
 STREAM_OVERLAP_START = params.BoolParam(
     "STREAM_OVERLAP_START",
     default=True,

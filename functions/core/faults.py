@@ -3,12 +3,16 @@
 Inert in production: a fault is honoured only on an emulator (`FUNCTIONS_EMULATOR=true`,
 set by the local stack and the Firebase emulators). An upload with custom metadata
 `streamTestFault: fail-quality:<quality>` keeps the fault on its video document
-(`testFault`), and every attempt of that quality's task fails (docs/streaming.md).
+(`testFault`), and every attempt of that quality's task fails; with
+`hang-asset:<asset>` every attempt of that asset's task stops answering once it has
+started, as an instance that hangs or dies mid-work (the test then kills the host;
+docs/streaming.md).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 
 from core.errors import MediaError
@@ -33,3 +37,12 @@ def fail_if_injected(fault: object, point: str) -> None:
         raise MediaError(
             f"injected failure at {point} (test hook)", code="injected-fault", retryable=True
         )
+
+
+HANG_S = 600.0  # bounded, so a hook nobody ends still lets its attempt go on
+
+
+def hang_if_injected(fault: object, point: str) -> None:
+    """Stop answering when `fault` names this `point` (for at most HANG_S)."""
+    if enabled() and fault == point:
+        time.sleep(HANG_S)

@@ -8,7 +8,7 @@ that was never delivered, would leave a job hanging. Every few minutes the sweep
   a job that just finished;
 - fails `pending` jobs nobody claimed within the lease (code `not-started`).
 Which collections, with which statuses and failure hooks (a creation's refund), and which
-extra checks (a stream's stalled qualities): one explicit list in main.py.
+extra checks (a stream's stalled qualities and assets): one explicit list in main.py.
 
 Queries use only equality + range on top-level collections (no collection-group queries),
 with composite indexes declared in firestore.indexes.json.

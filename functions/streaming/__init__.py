@@ -11,7 +11,7 @@ that plays about a second after the upload, then gains its higher qualities.
     continuation.py    `streamcontinue`: the next pass of a long upload
     qualities.py       `generatequality`: background qualities, chunks and the swap
     quality_levels.py  writes of `qualityLevels`, and `ready` -> `complete`
-    stalled.py         the sweep's check of qualities whose task was lost
+    stalled.py         the sweep's checks of qualities and assets whose task was lost
     assets.py          `streamassets`: poster, storyboard, MP4 download, after `ready`
     poster.py, storyboard.py, download.py   what each of those tasks makes
     tasks.py           the streaming tasks and their ids

@@ -27,7 +27,7 @@ from media.hls.publish import Upload
 COLLECTION = "videos"
 PROCESSING, READY, COMPLETE, FAILED = "processing", "ready", "complete", "failed"
 ACTIVE = (PROCESSING, READY)  # statuses that hold the live encode's lease
-# qualityLevels.<name>.status
+# qualityLevels.<name>.status, and a background asset's (`storyboard.status`, ...)
 WAITING, ENCODING = "waiting", "encoding"
 SETTLED = (READY, FAILED)
 # A crashed trigger or task leaves the lease to expire: the sweep fails the video. Once the
@@ -296,8 +296,32 @@ def stalled(
     if level.get("live") or level.get("status") in SETTLED:
         return False
     if level.get("status") == ENCODING:
-        marks = [level.get("startedAt"), level.get("progressAt")]
-    else:
-        marks = [data.get("liveEndedAt")]
+        return _quiet_for(stall, t, level.get("startedAt"), level.get("progressAt"))
+    return _quiet_for(stall, t, data.get("liveEndedAt"))
+
+
+def asset_stalled(
+    data: Mapping[str, Any],
+    asset: str,
+    queued_at: datetime | None,
+    t: datetime,
+    stall: timedelta,
+) -> bool:
+    """A background asset of a playable video whose task has not answered for `stall`:
+    `encoding` since its last attempt started, `waiting` since its task was queued
+    (`queued_at`). Never judged before the task was queued, once settled, or on a failed
+    video (nothing is written to one)."""
+    if data.get("status") not in (READY, COMPLETE):
+        return False
+    entry = data.get(asset) or {}
+    if entry.get("status") == ENCODING:
+        return _quiet_for(stall, t, entry.get("startedAt"))
+    if entry.get("status") == WAITING:
+        return _quiet_for(stall, t, queued_at)
+    return False
+
+
+def _quiet_for(stall: timedelta, t: datetime, *marks: Any) -> bool:
+    """Longer than `stall` since the latest of `marks` (the times work was last seen)."""
     times = [m for m in marks if isinstance(m, datetime)]
     return bool(times) and t - max(times) > stall

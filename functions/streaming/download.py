@@ -6,6 +6,7 @@ ENDLIST, or a background quality's swap. docs/streaming.md, "Storyboards and dow
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from core import config, storage
@@ -21,7 +22,7 @@ from streaming import document
 REMUX_TIMEOUT_S = 1200.0
 
 
-def quality(data: dict[str, Any]) -> Rendition:
+def quality(data: Mapping[str, Any]) -> Rendition:
     """The rendition the video's download is made from (DOWNLOAD_QUALITY, or below)."""
     ladder = [document.rendition_from_spec(s) for s in data.get("ladder") or []]
     try:
@@ -30,15 +31,21 @@ def quality(data: dict[str, Any]) -> Rendition:
         raise JobError(str(exc), code="invalid-config") from exc
 
 
-def made_from(data: dict[str, Any], name: str) -> bool:
-    """Whether the download is made from quality `name` (its final playlist queues it). A
-    bad DOWNLOAD_QUALITY never fails the stream: the live quality queues the task, which
+def made_from(data: Mapping[str, Any], name: str) -> bool:
+    """Whether the download is made from quality `name` (its final playlist queues it)."""
+    return source_quality(data) == name
+
+
+def source_quality(data: Mapping[str, Any]) -> str | None:
+    """The name of the quality whose final playlist queues the download. A bad
+    DOWNLOAD_QUALITY never fails the stream: the live quality queues the task, which
     records the download `failed` with the reason."""
     try:
-        return quality(data).name == name
+        return quality(data).name
     except JobError:
         ladder = data.get("ladder") or [{}]
-        return bool(ladder[0].get("name") == name)
+        name = ladder[0].get("name")
+        return None if name is None else str(name)
 
 
 def make(video_id: str, data: dict[str, Any]) -> tuple[dict[str, Any], str]:

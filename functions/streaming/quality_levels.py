@@ -79,10 +79,16 @@ def record_failure(video_id: str, quality: str, error: JobError) -> None:
         errorCode=error.code,
         error=error.message,
     )
+    settle_after_failure(ref, quality, error)
+
+
+def settle_after_failure(ref: firestore.DocumentReference, quality: str, error: JobError) -> None:
+    """What a quality's failure settles besides itself: the download made from it cannot be
+    made (`failed` with the quality's code), and the video may now be `complete`."""
     data = ref.get().to_dict() or {}
     if data.get("ladder") and download.made_from(data, quality):
         assets.record_failure(
-            video_id, "download", JobError(f"{quality} failed: {error.message}", code=error.code)
+            ref.id, "download", JobError(f"{quality} failed: {error.message}", code=error.code)
         )
     complete_if_settled(ref)
 

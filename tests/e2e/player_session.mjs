@@ -1,13 +1,15 @@
 // One player session in headless Chromium (playwright-core from npm, /usr/bin/chromium).
 //
 //   node tests/e2e/player_session.mjs <page base URL> [--src URL] [--level 1080] [--rate 2]
-//        [--screenshot out.png] [--timeout 120000]
+//        [--screenshot out.png] [--timeout 120000] [--until-time 3]
 //
 // Opens the player page, prints {"event":"ready"} and, without --src, reads the master
 // playlist URL from one line of stdin (so the browser is up before the stream exists, and
 // the test attaches the player when the video document says `ready`, as a frontend does).
 // Then it plays until `ended` (or, with --level, until pictures of that height play) or a
-// fatal error, and prints {"event":"result", ...window.playerLog}.
+// fatal error, and prints {"event":"result", ...window.playerLog}. With --until-time T it
+// first prints {"event":"progress", currentTime, videoWidth, videoHeight, ...} once the
+// picture has played past T seconds (the screenshot is taken then), and plays on.
 import { chromium } from 'playwright-core';
 import readline from 'node:readline';
 
@@ -21,6 +23,7 @@ const level = opt('level', null);
 const rate = opt('rate', '1');
 const screenshot = opt('screenshot', null);
 const timeout = Number(opt('timeout', '120000'));
+const untilTime = opt('until-time', null);
 const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 
 const browser = await chromium.launch({
@@ -48,7 +51,22 @@ try {
   await page.evaluate(([s, l, r]) => window.startPlayer(s, { level: l, rate: r }), [src, level, rate]);
   await page.waitForFunction(() => !!(window.playerLog.playingAt || window.playerLog.fatal),
     null, { timeout, polling: 50 });
-  if (screenshot && !level) {
+  if (untilTime) {
+    await page.waitForFunction(
+      (t) => {
+        const v = document.getElementById('video');
+        return !!(window.playerLog.fatal || (v.currentTime >= t && v.videoWidth > 0));
+      },
+      Number(untilTime), { timeout, polling: 50 },
+    );
+    const state = await page.evaluate(() => {
+      const v = document.getElementById('video');
+      return { at: Date.now(), currentTime: v.currentTime, videoWidth: v.videoWidth,
+               videoHeight: v.videoHeight, paused: v.paused, fatal: window.playerLog.fatal };
+    });
+    if (screenshot) await page.screenshot({ path: screenshot });
+    emit({ event: 'progress', ...state });
+  } else if (screenshot && !level) {
     await page.waitForTimeout(1500);
     await page.screenshot({ path: screenshot });
   }

@@ -1,4 +1,5 @@
-"""A real browser plays an upload while it is still being encoded, then in 1080p.
+"""A real browser plays an upload while it is still being encoded, then in 1080p; and a
+long-form video's preview while its later segments are still being generated.
 
 Headless Chromium (/usr/bin/chromium, driven by playwright-core from npm through
 tests/e2e/player_session.mjs) opens the local player page (local_stack/player, hls.js from
@@ -6,6 +7,9 @@ npm). The test uploads a generated 1080p clip the way a frontend does, attaches 
 when `videos/{id}` says `ready`, and checks what a viewer would notice: playback starts
 before the 720p encode has finished, plays to the end without a fatal error, and once
 the background 1080p is ready a new session can select 1080p and gets 1080p pictures.
+The long-form test opens the job's `previewPlaylistUrl` once clip 0 is in it, and checks
+that pictures play while the job document still says a later clip is being generated, then
+that the same session plays on to the end once the playlist has ENDLIST.
 Screenshots go to .local/e2e/.
 """
 
@@ -20,13 +24,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import m3u8
 import pytest
+import requests
 from google.cloud import firestore
 from google.cloud.storage import Bucket
 
 from devtools.media_factory import make_clip
 from local_stack.player.server import HLS_JS, PlayerServer
 from local_stack.stack import LocalStack
+from media.picture import video_size
+from tests.support.longform import JobWatcher, start_job, user
 from tests.watch import DocWatcher
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,3 +168,73 @@ def test_upload_plays_in_chromium_before_encoding_ends_then_in_1080p(
     assert [1920, 1080] in hd["sizes"]
     assert any(f["height"] == 1080 for f in hd["fragLevels"])
     assert (OUT / "player-1080p.png").stat().st_size > 0
+
+
+# --------------------------------------------------------------------------------------
+LONGFORM_CLIPS = 3
+LONGFORM_SEGMENT_S = 4  # whole seconds: each clip is two 2 s preview segments
+PLAYED_PAST_S = 3.0  # inside clip 0, the only clip there is while clip 1 is generated
+
+
+def test_longform_preview_plays_in_chromium_while_later_segments_are_generated(
+    stack: LocalStack, db: firestore.Client, player: PlayerServer, id_token: Any
+) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    uid = user()
+    # clip 1's provider call takes 30 s: the job is still generating while clip 0 plays
+    prompts = ["A paper boat sets off", "It drifts past shops [fail:slow=30]", "It reaches a canal"]
+    session = Session(
+        player.base,
+        "--until-time",
+        str(PLAYED_PAST_S),
+        "--timeout",
+        "180000",
+        "--screenshot",
+        str(OUT / "longform-preview.png"),
+    )
+    try:
+        session.wait("ready", 60)
+        with JobWatcher(db, uid) as watch:
+            job_id = start_job(
+                stack,
+                id_token(uid),
+                prompts=prompts,
+                segmentSeconds=LONGFORM_SEGMENT_S,
+                aspectRatio="16:9",
+            )
+            first = watch.wait_for(
+                lambda d: bool(d.get("previewPlaylistUrl")) or d.get("status") == "failed", 120
+            )
+            assert first.get("previewPlaylistUrl"), first.get("error") or first.get("previewError")
+            url = first["previewPlaylistUrl"]
+            early = m3u8.loads(requests.get(url, timeout=10).text)
+            assert early.playlist_type == "event" and not early.is_endlist
+            assert [s.uri for s in early.segments][:1] == ["clip000_00000.ts"]
+            session.send(url)  # the frontend attaches the player once the URL is on the job
+            playing = session.wait("progress", 90)
+            # read right after the browser played past PLAYED_PAST_S: later clips not done
+            during = db.collection("videoJobs").document(job_id).get().to_dict() or {}
+            final = watch.wait_terminal(180)
+        result = session.wait("result", 120)
+    finally:
+        session.close()
+
+    # pictures played (time advanced, a real frame size) while the job was still generating
+    assert playing["fatal"] is None, result["errors"]
+    assert playing["currentTime"] >= PLAYED_PAST_S
+    assert (playing["videoWidth"], playing["videoHeight"]) == video_size("16:9", "480p")
+    assert during["status"] == "generating", during["status"]
+    assert len(during.get("segments") or []) < LONGFORM_CLIPS, "a later clip was not done yet"
+    assert during.get("completedAt") is None and not during.get("finalUrl")
+
+    # once the job completed, the playlist is ended and lists every clip's segments
+    assert final["status"] == "completed", final.get("error")
+    assert final.get("previewError") is None and final["previewPlaylistUrl"] == url
+    pl = m3u8.loads(requests.get(url, timeout=10).text)
+    per_clip = [len(s["preview"]["segments"]) for s in final["segments"]]
+    assert per_clip == [LONGFORM_SEGMENT_S // 2] * LONGFORM_CLIPS
+    assert pl.is_endlist and len(pl.segments) == sum(per_clip)
+    # and the session that started during generation played on through every clip to the end
+    assert result["fatal"] is None and not any(e["fatal"] for e in result["errors"])
+    assert result["ended"], result["events"][-20:]
+    assert result["duration"] == pytest.approx(LONGFORM_CLIPS * LONGFORM_SEGMENT_S, abs=0.3)

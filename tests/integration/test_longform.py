@@ -27,34 +27,13 @@ from media.picture import video_size
 from media.probe import probe
 from media.process import run_ffprobe
 from providers.local import render_prompt_image
+from tests.support.longform import JobWatcher, call, start_job, user
 from tests.support.media import extract_frame_at
 from tests.support.stack import task_statuses
 from tests.watch import DocWatcher, wait_until
 
 pytestmark = pytest.mark.stack
 MAX_ATTEMPTS = runtime.LONGFORM_STEP.max_attempts
-
-
-class JobWatcher(DocWatcher):
-    """A listener on the user's long-form jobs (each test uses a fresh user with one job),
-    attached before the callable runs, so the first snapshot (`queued`) is seen too."""
-
-    def __init__(self, db: firestore.Client, uid: str):
-        query = db.collection("videoJobs").where(filter=FieldFilter("userId", "==", uid))
-        super().__init__(query, path=f"videoJobs?userId={uid}")
-
-
-def call(stack: LocalStack, name: str, data: Any, token: str | None) -> requests.Response:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return requests.post(stack.function_url(name), json={"data": data}, headers=headers, timeout=30)
-
-
-def start_job(stack: LocalStack, token: str, **data: Any) -> str:
-    r = call(
-        stack, "triggerlongformvideojob", {"segmentSeconds": 2, "resolution": "480p", **data}, token
-    )
-    assert r.status_code == 200, r.text
-    return str(r.json()["result"]["jobId"])
 
 
 def download(bucket: storage.Bucket, path: str, dest: Path) -> Path:
@@ -70,10 +49,6 @@ def pixels(path: Path) -> np.ndarray:
 def mad(a: np.ndarray, b: np.ndarray) -> float:
     assert a.shape == b.shape
     return float(np.abs(a - b).mean())
-
-
-def user() -> str:
-    return f"lf-{uuid.uuid4().hex[:10]}"
 
 
 # --------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """What a stream gets in the background (streaming/assets.py), on the local stack: the
 storyboard (sprite sheets + WebVTT) and the MP4 download, each checked as a player or a
 user would (the VTT parsed against the probed JPEGs, the MP4 probed, its atoms read), and
-the first-playable path never waiting for either (read from the document's timeline)."""
+the first-playable path never waiting for either (read from the document's timeline); and
+an asset whose task is lost outright, failed by the sweep while the video plays on."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import re
 import struct
 import urllib.parse
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import m3u8
 import pytest
 from google.cloud import firestore
 from google.cloud.storage import Bucket
@@ -20,6 +23,7 @@ from google.cloud.storage import Bucket
 from devtools.media_factory import make_clip
 from local_stack.stack import LocalStack
 from tests.support.media import probe_json
+from tests.support.stack import backdate, task_attempts
 from tests.watch import DocWatcher
 
 pytestmark = pytest.mark.stack
@@ -174,3 +178,61 @@ def test_download_quality_is_a_param_and_fails_with_its_quality(
     assert faulty["download"]["status"] == "failed"
     assert faulty["download"]["error"]["code"] == "injected-fault"
     assert faulty["downloadUrl"] is None and faulty["status"] in ("ready", "complete")
+
+
+def test_an_asset_whose_task_is_lost_is_failed_by_the_sweep(
+    stack: LocalStack, db: firestore.Client, bucket: Bucket, tmp_path: Path
+) -> None:
+    """Every attempt of the storyboard's task dies with its instance (no answer, so the task
+    never records it failed). The sweep records it `failed` once it has not answered for
+    ASSET_STALL_SECONDS; the video stays `complete` and plays, its download kept."""
+    src = make_clip(tmp_path / "src.mp4", duration=4.0, width=1280, height=720, crf=35)
+    vid = f"t{uuid.uuid4().hex[:12]}"
+    ref = db.collection("videos").document(vid)
+    watch = DocWatcher(ref)
+    blob = bucket.blob(f"uploads/{USER}/{vid}.mp4")
+    # emulator-only test hook: each attempt of the storyboard task stops answering once started
+    blob.metadata = {"streamTestFault": "hang-asset:storyboard"}
+    blob.upload_from_filename(str(src), content_type="video/mp4")
+    # 720p only: the video is complete once its live rendition ended; the rest is done
+    watch.wait_for(
+        lambda d: (
+            d.get("status") in ("complete", "failed")
+            and (d.get("download") or {}).get("status") in ("ready", "failed")
+            and bool(d.get("thumbnailUrl"))
+            and (d.get("storyboard") or {}).get("status") == "encoding"
+        ),
+        120,
+    )
+    stack.kill_host()  # attempt 1 dies mid-work
+    # while the instance is gone, attempts 2 and 3 get no answer either: the queue gives up
+    attempts = task_attempts(stack, f"{vid}-storyboard")
+    stack.start_host()
+    assert [h["status"] >= 500 for h in attempts] == [True, True, True]
+    stuck = ref.get().to_dict() or {}
+    assert stuck["status"] == "complete" and stuck["download"]["status"] == "ready"
+    assert stuck["storyboard"]["status"] == "encoding"
+
+    assert stack.run_scheduled("sweep_stuck_jobs") == 200
+    assert (ref.get().to_dict() or {})["storyboard"] == stuck["storyboard"], (
+        "an asset within ASSET_STALL_SECONDS is left alone"
+    )
+    # as if the stall time (7200 s by default) had passed since the attempt started
+    backdate(db, ref, timedelta(seconds=7201), "storyboard", "startedAt")
+    assert stack.run_scheduled("sweep_stuck_jobs") == 200
+    doc = watch.wait_for(lambda d: (d.get("storyboard") or {}).get("status") != "encoding", 30)
+    watch.close()
+    storyboard = doc["storyboard"]
+    assert storyboard["status"] == "failed" and storyboard["error"]["code"] == "asset-stalled"
+    assert "storyboard" in storyboard["error"]["message"] and doc["storyboardUrl"] is None
+    # the video is as it was: complete, its qualities and its download untouched, playable
+    video_fields = ("status", "error", "qualityLevels", "completedAt", "download", "downloadUrl")
+    assert {k: doc.get(k) for k in video_fields} == {k: stuck.get(k) for k in video_fields}
+    playlist = m3u8.loads(bucket.blob(f"streams/{vid}/720p/index.m3u8").download_as_text())
+    assert playlist.is_endlist and sum(s.duration for s in playlist.segments) == pytest.approx(
+        4.0, abs=0.1
+    )
+    assert bucket.get_blob(f"streams/{vid}/download.mp4") is not None
+    # a second sweep changes nothing
+    assert stack.run_scheduled("sweep_stuck_jobs") == 200
+    assert (ref.get().to_dict() or {})["storyboard"] == storyboard

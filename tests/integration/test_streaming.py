@@ -17,7 +17,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,12 @@ import pytest
 import requests
 from google.api_core import exceptions as gapi_exceptions
 from google.cloud import firestore
-from google.cloud.firestore_v1.field_path import FieldPath
 from google.cloud.storage import Bucket
 
 from devtools.media_factory import make_audio, make_clip
 from local_stack.stack import LocalStack
 from tests.support.media import keyframe_times, probe_json
-from tests.support.stack import duplicate_events, task_attempts
+from tests.support.stack import backdate, duplicate_events, task_attempts
 from tests.watch import DocWatcher, wait_until
 
 pytestmark = pytest.mark.stack
@@ -617,7 +616,7 @@ def test_background_quality_whose_task_is_lost_is_failed_by_the_sweep(
         "a quality within QUALITY_STALL_SECONDS is left alone"
     )
     # as if the stall time (9000 s by default) had passed since the encode started
-    backdate_quality_start(db, ref, "1080p", timedelta(seconds=9001))
+    backdate(db, ref, timedelta(seconds=9001), "qualityLevels", "1080p", "startedAt")
     assert stack.run_scheduled("sweep_stuck_jobs") == 200
     doc = final(watch, 30)
     watch.close()
@@ -633,22 +632,6 @@ def test_background_quality_whose_task_is_lost_is_failed_by_the_sweep(
     # a second sweep changes nothing
     assert stack.run_scheduled("sweep_stuck_jobs") == 200
     assert swept_fields(db.collection("videos").document(vid).get().to_dict()) == swept_fields(doc)
-
-
-def backdate_quality_start(
-    db: firestore.Client, ref: firestore.DocumentReference, quality: str, by: timedelta
-) -> None:
-    """Move one quality's `startedAt` back, in a transaction: the stack's coordinator queues
-    it behind the transactions on the document (a plain update was refused with "Transaction
-    lock timeout" for 60 s once under load, behind the background tasks' transactions)."""
-    field = FieldPath("qualityLevels", quality, "startedAt").to_api_repr()
-
-    @firestore.transactional
-    def write(tx: firestore.Transaction) -> None:
-        ref.get(transaction=tx)  # takes the document's turn
-        tx.update(ref, {field: datetime.now(UTC) - by})
-
-    write(db.transaction(max_attempts=20))
 
 
 def swept_fields(doc: dict[str, Any] | None) -> dict[str, Any]:

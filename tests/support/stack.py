@@ -1,11 +1,16 @@
-"""Test helpers around the local stack: at-least-once delivery on demand, and the answers
-a task got from its function (every attempt, once the task has its last answer)."""
+"""Test helpers around the local stack: at-least-once delivery on demand, the answers a
+task got from its function (every attempt, once the task has its last answer), and moving
+a document's time back as if a bound had passed."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from local_stack.stack import LocalStack
 from tests.watch import wait_until
@@ -41,3 +46,20 @@ def wait_running(stack: LocalStack, task_id: str, timeout_s: float = 30) -> None
         timeout_s,
         what=f"{task_id} running",
     )
+
+
+def backdate(
+    db: firestore.Client, ref: firestore.DocumentReference, by: timedelta, *field: str
+) -> None:
+    """Set the time at `field` (a path into maps, e.g. "qualityLevels", "1080p",
+    "startedAt") to `by` before now, in a transaction: the stack's coordinator queues it
+    behind the transactions on the document (a plain update was refused with "Transaction
+    lock timeout" for 60 s once under load, behind the background tasks' transactions)."""
+    path = FieldPath(*field).to_api_repr()
+
+    @firestore.transactional
+    def write(tx: firestore.Transaction) -> None:
+        ref.get(transaction=tx)  # takes the document's turn
+        tx.update(ref, {path: datetime.now(UTC) - by})
+
+    write(db.transaction(max_attempts=20))

@@ -70,3 +70,19 @@ def test_a_stalled_quality_is_judged_only_after_its_task_could_still_answer():
     attempts = queue.max_attempts * int(queue.resources["timeout_sec"])
     defaults = {p["name"]: p.get("default") for p in config_doc().manifest()["params"]}
     assert defaults["QUALITY_STALL_SECONDS"] >= window + attempts
+
+
+def test_a_stalled_asset_is_judged_only_after_its_task_could_still_answer():
+    """The sweep records `asset-stalled` only after ASSET_STALL_SECONDS, which must cover
+    the `streamassets` queue's attempts from one attempt's start: its own timeout, then
+    every retry's backoff and timeout (each attempt writes a new `startedAt`, but one that
+    dies before writing it does not)."""
+    from core import runtime
+
+    queue = runtime.STREAM_ASSETS
+    retry = queue.retry
+    low, high = int(retry.min_backoff_seconds or 0), int(retry.max_backoff_seconds or 0)  # type: ignore[arg-type]
+    backoffs = [min(low * 2**i, high) for i in range(queue.max_attempts - 1)]
+    attempts = queue.max_attempts * int(queue.resources["timeout_sec"])
+    defaults = {p["name"]: p.get("default") for p in config_doc().manifest()["params"]}
+    assert defaults["ASSET_STALL_SECONDS"] >= attempts + sum(backoffs)

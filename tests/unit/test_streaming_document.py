@@ -182,6 +182,29 @@ def test_a_quality_is_stalled_only_after_the_stall_time_without_progress() -> No
     )
 
 
+def test_an_asset_is_stalled_only_after_the_stall_time_without_an_answer() -> None:
+    stall = timedelta(hours=2)
+    late, early = T0 + timedelta(hours=2, seconds=1), T0 + timedelta(hours=1, minutes=59)
+    encoding = new_doc(status="ready", storyboard={"status": "encoding", "startedAt": T0})
+    assert document.asset_stalled(encoding, "storyboard", None, late, stall)
+    assert not document.asset_stalled(encoding, "storyboard", None, early, stall)
+    # a later attempt started: judged from its start
+    retried = new_doc(status="complete", download={"status": "encoding", "startedAt": early})
+    assert not document.asset_stalled(retried, "download", T0, late, stall)
+    # waiting: judged from when its task was queued, never before that
+    waiting = new_doc(status="complete")
+    assert document.asset_stalled(waiting, "download", T0, late, stall)
+    assert not document.asset_stalled(waiting, "download", T0, early, stall)
+    assert not document.asset_stalled(waiting, "download", None, late, stall)
+    # settled, or on a video that is not playable: never
+    for entry in ({"status": "ready", "startedAt": T0}, {"status": "failed", "startedAt": T0}):
+        settled = new_doc(status="ready", storyboard=entry)
+        assert not document.asset_stalled(settled, "storyboard", T0, late, stall)
+    for status in ("failed", "processing"):
+        other = new_doc(status=status, storyboard={"status": "encoding", "startedAt": T0})
+        assert not document.asset_stalled(other, "storyboard", T0, late, stall)
+
+
 # --------------------------------------------------------------------------- claim and writes
 
 

@@ -107,4 +107,4 @@ def test_main_lists_every_job_collection_once() -> None:
         {"image_generation_jobs", "video_generation_jobs", "multi_video_jobs",
          "composition_jobs", "creations", "videoJobs", "videos"}
     )  # fmt: skip
-    assert set(main.SWEEP_CHECKS) == {"stalledQualities"}
+    assert set(main.SWEEP_CHECKS) == {"stalledQualities", "stalledAssets"}
