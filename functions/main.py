@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from firebase_functions import firestore_fn, https_fn, scheduler_fn, storage_fn, tasks_fn
 
-from core import redrive, runtime
+from core import predictions, redrive, runtime
 from core.clients import bucket_name, init_app
 from core.operations import call
 from creations import create, drafts, http_api, worker
@@ -45,10 +45,11 @@ SWEPT_COLLECTIONS = (
 )
 SWEEP_CHECKS = {"stalledQualities": stalled.fail_stalled_qualities}
 # The job kinds whose generations a provider callback finishes (docs/webhooks.md).
-CALLBACK_FINISHERS = {
+CALLBACK_FINISHERS: dict[str, predictions.Finisher] = {
     image_jobs.COLLECTION: image_jobs.finish_from_prediction,
     video_jobs.COLLECTION: video_jobs.finish_from_prediction,
     multi_video_jobs.COLLECTION: multi_video_jobs.finish_scene,
+    creation_document.COLLECTION: worker.FINISHER,
 }
 # What the sweep re-drives (collections with `redrive=True`), and the handler that re-runs it.
 REDRIVEN: dict[str, redrive.Handler] = {

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlencode, urlsplit
 
 from google.cloud import firestore
 
 from core import config
+from core.errors import JobError
 from core.lifecycle import Job, carry_out, lease_duration, now, resume
 from core.ownership import write_if_owner
 
@@ -38,6 +39,23 @@ ENDED = ("succeeded", "failed", "canceled", "aborted")  # a prediction's termina
 Finisher = Callable[[Job, Mapping[str, Any], str | None], dict[str, Any] | None]
 """(job, the provider's finished prediction, its slot) -> outputs for `complete`, or None
 when it completed the job itself (or has more to do). Raises JobError for a failed one."""
+
+
+@runtime_checkable
+class FailsItsOwnWay(Protocol):
+    """A finisher whose job kind fails in its own way (a creation refunds in the
+    transaction that fails it): `give_up` calls its `fail` instead of `Job.fail`."""
+
+    def fail(self, job: Job, error: JobError) -> None: ...
+
+
+def give_up(job: Job, error: JobError, finisher: Finisher) -> None:
+    """Fail a taken job whose prediction will not end well (the provider's deadline passed,
+    the poll attempts ran out), the way its kind fails."""
+    if isinstance(finisher, FailsItsOwnWay):
+        finisher.fail(job, error)
+    else:
+        job.fail(error)
 
 
 def record_of(data: Mapping[str, Any], slot: str | None = None) -> dict[str, Any] | None:

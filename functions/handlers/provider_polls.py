@@ -61,7 +61,7 @@ def handle(
         job = predictions.take(ref, pid, task.slot)
         if job is not None:
             provider.cancel(pid)
-            job.fail(error)
+            predictions.give_up(job, error, finisher)
 
     TaskAttempt.of(req, runtime.PROVIDER_POLL).run(
         look, finish=give_up, log={"jobId": task.job_id, "slot": task.slot, "predictionId": pid}

@@ -97,12 +97,11 @@ def _settle(
     if job is None:
         return False
     seconds = int(limit.total_seconds())
-    job.fail(
-        TransientProviderError(
-            f"the provider's prediction {pid or '(never recorded)'} did not end within {seconds}s",
-            code="provider-timeout",
-        )
+    error = TransientProviderError(
+        f"the provider's prediction {pid or '(never recorded)'} did not end within {seconds}s",
+        code="provider-timeout",
     )
+    predictions.give_up(job, error, finisher)
     return True
 
 
