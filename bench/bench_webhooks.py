@@ -6,9 +6,11 @@ image-to-video prediction takes), and counts the seconds function instances spen
 job: every delivery the host answered for it (the trigger, task steps: the stack's
 delivery log) plus every callback the host answered (the fake's record). "Before": the
 instance polls the prediction (no PROVIDER_WEBHOOK_URL). "After": the prediction is created
-with our webhook and the job goes on from the signed callback.
+with our webhook and the job goes on from the signed callback. A creation (creations/worker.py)
+is measured the same way: its `creationworker` task plus the callback.
 
-    python -m bench.bench_webhooks
+    python -m bench.bench_webhooks              # every part
+    python -m bench.bench_webhooks creation     # only the named parts (video, multi, creation)
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from devtools.media_factory import make_image  # noqa: E402
 from local_stack.stack import LocalStack, StackSettings  # noqa: E402
 from tests.fakes.provider_api import FakeProviderAPI  # noqa: E402
 from tests.support.documents import job_document, scene  # noqa: E402
-from tests.watch import run_job  # noqa: E402
+from tests.support.money import grant  # noqa: E402
+from tests.watch import DocWatcher, run_job  # noqa: E402
 
 RUN_S = 8.0
 RUNS = 3
 SCENES = 3
+PARTS = ("video", "multi", "creation")
 
 
 def _held_s(stack: LocalStack, api: FakeProviderAPI, job_id: str, pids: list[str]) -> float:
@@ -68,14 +72,45 @@ def _multi(stack: LocalStack, api: FakeProviderAPI, db: firestore.Client, seed: 
     return _held_s(stack, api, job_id, pids)
 
 
-def _measure(stack: LocalStack, api: FakeProviderAPI, seed: str) -> dict[str, Any]:
+def _creation(stack: LocalStack, api: FakeProviderAPI, db: firestore.Client, seed: str) -> float:
+    import requests
+
+    uid = f"bench-{uuid.uuid4().hex[:8]}"
+    grant(db, uid, 40)
+    prompt = f"benchmark lantern {uuid.uuid4().hex[:8]}"
+    r = requests.post(
+        stack.function_url("createvideogeneration"),
+        json={"data": {"prompt": prompt, "duration": 4}},
+        headers={"Authorization": f"Bearer {stack.sign_in(uid)}"},
+        timeout=60,
+    )
+    r.raise_for_status()
+    cid = str(r.json()["result"]["creationId"])
+    with DocWatcher(db.collection("creations").document(cid)) as watch:
+        final = watch.wait_for(lambda d: d.get("status") in ("draft", "failed"), 180)
+    assert final["status"] == "draft", final.get("error")
+    stack.wait_idle(30)
+    time.sleep(0.5)  # the fake records a callback's answer just after the host sent it
+    return _held_s(stack, api, cid, [p.id for p in api.predictions_for(prompt)])
+
+
+def _measure(
+    stack: LocalStack, api: FakeProviderAPI, seed: str, parts: tuple[str, ...]
+) -> dict[str, Any]:
     db = firestore.Client(project=stack.settings.project_id)
-    video = [_video(stack, api, db, seed) for _ in range(RUNS)]
-    multi = _multi(stack, api, db, seed)
-    return {"video_s": video, "video_s_median": statistics.median(video), "multi_video_s": multi}
+    out: dict[str, Any] = {}
+    if "video" in parts:
+        video = [_video(stack, api, db, seed) for _ in range(RUNS)]
+        out.update(video_s=video, video_s_median=statistics.median(video))
+    if "multi" in parts:
+        out["multi_video_s"] = _multi(stack, api, db, seed)
+    if "creation" in parts:
+        creation = [_creation(stack, api, db, seed) for _ in range(RUNS)]
+        out.update(creation_s=creation, creation_s_median=statistics.median(creation))
+    return out
 
 
-def run() -> dict[str, Any]:
+def run(parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
     with FakeProviderAPI(run_s=RUN_S) as api:
         stack = LocalStack(
             StackSettings(
@@ -91,6 +126,7 @@ def run() -> dict[str, Any]:
                     "MEDIA_PROVIDER": "local",
                     "REPLICATE_API_TOKEN": "r8_bench_fake_token",
                     "REPLICATE_WEBHOOK_SECRET": api.webhook_secret,
+                    "CREATION_PROVIDER": "replicate",
                 },
             )
         ).start()
@@ -102,9 +138,9 @@ def run() -> dict[str, Any]:
                 png = make_image(_ROOT / ".local" / "bench-webhooks" / "seed.png", 320, 180)
                 bucket.blob("uploads/bench/seed.png").upload_from_filename(str(png))
                 seed = stack.storage_url("uploads/bench/seed.png")
-                polling = _measure(stack, api, seed)
+                polling = _measure(stack, api, seed, parts)
                 with stack.host_params(PROVIDER_WEBHOOK_URL=stack.function_url("providerwebhook")):
-                    webhook = _measure(stack, api, seed)
+                    webhook = _measure(stack, api, seed, parts)
         finally:
             stack.stop()
     return {"prediction_run_s": RUN_S, "scenes": SCENES, "polling": polling, "webhook": webhook}
@@ -115,26 +151,18 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, float | None, float | 
     poll, hook = results["polling"], results["webhook"]
     run_s = results["prediction_run_s"]
     note = f"each prediction runs {run_s:g} s at the provider; baseline: polling from the instance"
+    labels = {
+        "video_s_median": "instance-seconds per video generation",
+        "multi_video_s": f"instance-seconds per {results['scenes']}-scene multi-video job",
+        "creation_s_median": "instance-seconds per creation (4 s video)",
+    }
     return [
-        (
-            "instance-seconds per video generation",
-            "s",
-            hook["video_s_median"],
-            poll["video_s_median"],
-            note,
-        ),
-        (
-            f"instance-seconds per {results['scenes']}-scene multi-video job",
-            "s",
-            hook["multi_video_s"],
-            poll["multi_video_s"],
-            note,
-        ),
+        (label, "s", hook[key], poll[key], note) for key, label in labels.items() if key in hook
     ]
 
 
 if __name__ == "__main__":
-    out = run()
+    out = run(tuple(sys.argv[1:]) or PARTS)
     print(json.dumps(out, indent=2))
     for row in rows(out):
         print(row)
