@@ -126,7 +126,7 @@ def process(creation_id: str, attempt: TaskAttempt, *, claim_id: str | None = No
 
 def generate(job: Job, spec: CreationSpec) -> dict[str, Any] | None:
     """The draft's outputs, or None when the generation was handed off (a provider that
-    calls back, or one polled from short task attempts): `finish_from_prediction` goes on."""
+    calls back, or one polled from short task attempts): `FINISHER` goes on."""
     choice = config.CREATION_PROVIDER.value or None
     provider = get_provider("video", choice)
     job.progress(5, provider=provider.name)
