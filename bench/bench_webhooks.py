@@ -6,10 +6,12 @@ image-to-video prediction takes), and counts the seconds function instances spen
 job: every delivery the host answered for it (the trigger, task steps: the stack's
 delivery log) plus every callback the host answered (the fake's record). "Before": the
 instance polls the prediction (no PROVIDER_WEBHOOK_URL). "After": the prediction is created
-with our webhook and the job goes on from the signed callback.
+with our webhook and the job goes on from the signed callback. A creation (creations/worker.py)
+is measured the same way: its `creationworker` task plus the callback.
 
-    python -m bench.bench_webhooks            # video and multi-video jobs
-    python -m bench.bench_webhooks longform   # a long-form job's segments only
+    python -m bench.bench_webhooks              # video, multi-video jobs and creations
+    python -m bench.bench_webhooks creation     # only the named parts (video, multi, creation)
+    python -m bench.bench_webhooks longform     # a long-form job's segments only
 """
 
 from __future__ import annotations
@@ -34,18 +36,32 @@ from devtools.media_factory import make_image  # noqa: E402
 from local_stack.stack import LocalStack, StackSettings  # noqa: E402
 from tests.fakes.provider_api import FakeProviderAPI  # noqa: E402
 from tests.support.documents import job_document, scene  # noqa: E402
-from tests.watch import run_job, wait_until  # noqa: E402
+from tests.support.money import grant  # noqa: E402
+from tests.watch import DocWatcher, run_job, wait_until  # noqa: E402
 
 RUN_S = 8.0
 RUNS = 3
 SCENES = 3
 SEGMENTS = 3
+PARTS = ("video", "multi", "creation")
+
+
+def _held_by(
+    stack: LocalStack, api: FakeProviderAPI, job_id: str, pids: list[str]
+) -> dict[str, float]:
+    """Instance-seconds per function for one job (the callbacks as `providerwebhook`)."""
+    held: dict[str, float] = {}
+    for d in stack.deliveries:
+        if job_id in d.subject:
+            held[d.function] = held.get(d.function, 0.0) + d.latency_ms / 1000
+    callbacks = [c.seconds for pid in pids for c in api.callbacks_for(pid)]
+    if callbacks:
+        held["providerwebhook"] = held.get("providerwebhook", 0.0) + sum(callbacks)
+    return held
 
 
 def _held_s(stack: LocalStack, api: FakeProviderAPI, job_id: str, pids: list[str]) -> float:
-    host = sum(d.latency_ms for d in stack.deliveries if job_id in d.subject) / 1000
-    callbacks = sum(c.seconds for pid in pids for c in api.callbacks_for(pid))
-    return host + callbacks
+    return sum(_held_by(stack, api, job_id, pids).values())
 
 
 def _video(stack: LocalStack, api: FakeProviderAPI, db: firestore.Client, seed: str) -> float:
@@ -71,11 +87,44 @@ def _multi(stack: LocalStack, api: FakeProviderAPI, db: firestore.Client, seed: 
     return _held_s(stack, api, job_id, pids)
 
 
-def _measure(stack: LocalStack, api: FakeProviderAPI, seed: str) -> dict[str, Any]:
+def _creation(stack: LocalStack, api: FakeProviderAPI, db: firestore.Client) -> dict[str, float]:
+    import requests
+
+    uid = f"bench-{uuid.uuid4().hex[:8]}"
+    grant(db, uid, 40)
+    prompt = f"benchmark lantern {uuid.uuid4().hex[:8]}"
+    r = requests.post(
+        stack.function_url("createvideogeneration"),
+        json={"data": {"prompt": prompt, "duration": 4}},
+        headers={"Authorization": f"Bearer {stack.sign_in(uid)}"},
+        timeout=60,
+    )
+    r.raise_for_status()
+    cid = str(r.json()["result"]["creationId"])
+    with DocWatcher(db.collection("creations").document(cid)) as watch:
+        final = watch.wait_for(lambda d: d.get("status") in ("draft", "failed"), 180)
+    assert final["status"] == "draft", final.get("error")
+    stack.wait_idle(30)
+    time.sleep(0.5)  # the fake records a callback's answer just after the host sent it
+    return _held_by(stack, api, cid, [p.id for p in api.predictions_for(prompt)])
+
+
+def _measure(
+    stack: LocalStack, api: FakeProviderAPI, seed: str, parts: tuple[str, ...]
+) -> dict[str, Any]:
     db = firestore.Client(project=stack.settings.project_id)
-    video = [_video(stack, api, db, seed) for _ in range(RUNS)]
-    multi = _multi(stack, api, db, seed)
-    return {"video_s": video, "video_s_median": statistics.median(video), "multi_video_s": multi}
+    out: dict[str, Any] = {}
+    if "video" in parts:
+        video = [_video(stack, api, db, seed) for _ in range(RUNS)]
+        out.update(video_s=video, video_s_median=statistics.median(video))
+    if "multi" in parts:
+        out["multi_video_s"] = _multi(stack, api, db, seed)
+    if "creation" in parts:
+        parts_s = [_creation(stack, api, db) for _ in range(RUNS)]
+        creation = [sum(p.values()) for p in parts_s]
+        out.update(creation_s=creation, creation_s_median=statistics.median(creation),
+                   creation_s_by_function=parts_s)  # fmt: skip
+    return out
 
 
 def _longform(
@@ -159,9 +208,9 @@ def run_longform() -> dict[str, Any]:
     }
 
 
-def run() -> dict[str, Any]:
+def run(parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
     with FakeProviderAPI(run_s=RUN_S) as api:
-        stack = _stack(api)
+        stack = _stack(api, CREATION_PROVIDER="replicate")
         try:
             with stack.env():
                 bucket = storage.Client(project=stack.settings.project_id).bucket(
@@ -170,9 +219,9 @@ def run() -> dict[str, Any]:
                 png = make_image(_ROOT / ".local" / "bench-webhooks" / "seed.png", 320, 180)
                 bucket.blob("uploads/bench/seed.png").upload_from_filename(str(png))
                 seed = stack.storage_url("uploads/bench/seed.png")
-                polling = _measure(stack, api, seed)
+                polling = _measure(stack, api, seed, parts)
                 with stack.host_params(PROVIDER_WEBHOOK_URL=stack.function_url("providerwebhook")):
-                    webhook = _measure(stack, api, seed)
+                    webhook = _measure(stack, api, seed, parts)
         finally:
             stack.stop()
     return {"prediction_run_s": RUN_S, "scenes": SCENES, "polling": polling, "webhook": webhook}
@@ -193,26 +242,18 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, float | None, float | 
                 note,
             )
         ]
+    labels = {
+        "video_s_median": "instance-seconds per video generation",
+        "multi_video_s": f"instance-seconds per {results['scenes']}-scene multi-video job",
+        "creation_s_median": "instance-seconds per creation (4 s video)",
+    }
     return [
-        (
-            "instance-seconds per video generation",
-            "s",
-            hook["video_s_median"],
-            poll["video_s_median"],
-            note,
-        ),
-        (
-            f"instance-seconds per {results['scenes']}-scene multi-video job",
-            "s",
-            hook["multi_video_s"],
-            poll["multi_video_s"],
-            note,
-        ),
+        (label, "s", hook[key], poll[key], note) for key, label in labels.items() if key in hook
     ]
 
 
 if __name__ == "__main__":
-    out = run_longform() if sys.argv[1:] == ["longform"] else run()
+    out = run_longform() if sys.argv[1:] == ["longform"] else run(tuple(sys.argv[1:]) or PARTS)
     print(json.dumps(out, indent=2))
     for row in rows(out):
         print(row)

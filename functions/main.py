@@ -53,6 +53,7 @@ CALLBACK_FINISHERS: predictions.Finishers = {
     image_jobs.COLLECTION: image_jobs.finish_from_prediction,
     video_jobs.COLLECTION: video_jobs.finish_from_prediction,
     multi_video_jobs.COLLECTION: multi_video_jobs.finish_scene,
+    creation_document.COLLECTION: worker.FINISHER,
     longform_job.COLLECTION: segment_predictions.SEGMENTS,
 }
 # What the sweep re-drives (collections with `redrive=True`), and the handler that re-runs it.

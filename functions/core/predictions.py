@@ -103,8 +103,19 @@ class Lifecycle:
         job = take(ref, pid, slot)
         if job is None:
             return False
-        job.fail(error)
+        if isinstance(self.finisher, FailsItsOwnWay):
+            self.finisher.fail(job, error)
+        else:
+            job.fail(error)
         return True
+
+
+@runtime_checkable
+class FailsItsOwnWay(Protocol):
+    """A finisher whose job kind fails in its own way (a creation refunds in the
+    transaction that fails it): giving up calls its `fail` instead of `Job.fail`."""
+
+    def fail(self, job: Job, error: JobError) -> None: ...
 
 
 Finishers = Mapping[str, Finisher | Finishing]

@@ -6,14 +6,19 @@ provider, stores it with a thumbnail and ends `draft`; a failure is settled by t
 attempt (core/task_attempt.py): a transient one gives the creation back (`pending`) and
 retries, anything else (a bug included: `as_job_error`), or the last attempt, ends
 `failed` and refunds in the same transaction. A creation whose worker died is re-driven by
-the sweep (`redrive`, core/redrive.py). docs/creations.md, "The worker".
+the sweep (`redrive`, core/redrive.py). With a provider that calls back (Replicate with
+PROVIDER_WEBHOOK_URL) or one polled from short task attempts (Veo), the worker records the
+prediction (core/predictions.py) and its attempt ends; `FINISHER` stores the video when the
+prediction has ended (docs/webhooks.md). docs/creations.md, "The worker".
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from firebase_functions import https_fn, logger
@@ -22,7 +27,7 @@ from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field
 from requests import exceptions as requests_exceptions
 
-from core import config, ledger, runtime, storage
+from core import config, ledger, predictions, runtime, storage
 from core.errors import JobError, MediaError, crashed
 from core.lifecycle import Job, claim, failed_fields, now, renewing, validate, work_dir
 from core.ownership import LostClaim, holds_claim, write_if_owner
@@ -31,7 +36,8 @@ from core.vocabulary import Id, is_id
 from creations.document import COLLECTION, creation_ref, estimated_seconds
 from media.frames import make_thumbnail
 from media.probe import probe
-from providers.base import VideoRequest
+from providers import registry
+from providers.base import GeneratedMedia, VideoRequest
 from providers.registry import get_provider
 
 HEARTBEAT_S = 3.0
@@ -91,6 +97,8 @@ def process(creation_id: str, attempt: TaskAttempt, *, claim_id: str | None = No
 
     def work() -> None:
         outputs = generate(job, validate(CreationSpec, job.data))
+        if outputs is None:
+            return  # handed off: the attempt ends, FINISHER completes the creation
         if not job.complete(status="draft", lastError=None, **outputs):
             raise LostClaim(creation_id)
 
@@ -116,45 +124,91 @@ def process(creation_id: str, attempt: TaskAttempt, *, claim_id: str | None = No
     )
 
 
-def generate(job: Job, spec: CreationSpec) -> dict[str, Any]:
+def generate(job: Job, spec: CreationSpec) -> dict[str, Any] | None:
+    """The draft's outputs, or None when the generation was handed off (a provider that
+    calls back, or one polled from short task attempts): `FINISHER` goes on."""
     choice = config.CREATION_PROVIDER.value or None
     provider = get_provider("video", choice)
     job.progress(5, provider=provider.name)
+    request = _request(spec)
+    if registry.hand_off_video(job, provider, request):
+        job.log("creation waiting for its prediction; the worker ends", provider=provider.name)
+        return None
+    with work_dir(f"creation-{job.id}") as tmp:
+        started = time.monotonic()
+        with _heartbeat(job, expected_s=estimated_seconds(spec.duration)):
+            generated = provider.generate_video(request, tmp)
+        return _store(job, spec, generated, time.monotonic() - started, tmp)
+
+
+def _request(spec: CreationSpec) -> VideoRequest:
     resolution = config.CREATION_RESOLUTION.value
     if resolution not in ("720p", "1080p"):
         raise JobError(
             f"CREATION_RESOLUTION must be 720p or 1080p, not {resolution!r}", code="misconfigured"
         )
-    request = VideoRequest(
+    return VideoRequest(
         prompt=spec.prompt,
         duration_s=float(spec.duration),
         aspect_ratio=spec.aspectRatio,
         resolution=resolution,  # type: ignore[arg-type]
     )
-    with work_dir(f"creation-{job.id}") as tmp:
-        started = time.monotonic()
-        with _heartbeat(job, expected_s=estimated_seconds(spec.duration)):
-            generated = provider.generate_video(request, tmp)
-        generation_s = time.monotonic() - started
-        job.progress(80)
-        info = probe(generated.path)
-        if info.video is None or info.duration_s <= 0:
-            raise MediaError("the provider returned no playable video", code="unreadable-media")
-        base = f"users/{spec.userId}/creations/{job.id}"
-        meta = {"creationId": job.id, "userId": spec.userId}
-        media_url = storage.upload_file(generated.path, f"{base}.mp4", "video/mp4", metadata=meta)
-        job.progress(92)
-        thumb: dict[str, Any] = {}
+
+
+class PredictionFinisher:
+    """The `creations` entry of main.py's CALLBACK_FINISHERS: the rest of `generate` once
+    the provider's prediction has ended (from its callback, a `providerpoll` attempt or the
+    reconciler), and the creation's way to fail (`fail`: refunded once)."""
+
+    def __call__(self, job: Job, prediction: Mapping[str, Any], slot: str | None = None) -> None:
         try:
-            jpg = make_thumbnail(generated.path, tmp / "thumb.jpg", width=THUMBNAIL_WIDTH)
-            thumb = {
-                "thumbnailUrl": storage.upload_file(
-                    jpg, f"{base}.jpg", "image/jpeg", metadata=meta
-                ),
-                "thumbnailPath": f"{base}.jpg",
-            }
-        except Exception as exc:  # a missing thumbnail must not cost the user their video
-            job.warn("thumbnail failed", error=repr(exc))
+            spec = validate(CreationSpec, job.data)
+            record = predictions.record_of(job.data) or {}
+            provider = registry.collector(str(record.get("provider") or "replicate"), "video")
+            created = record.get("createdAt")
+            waited_s = (now() - created).total_seconds() if isinstance(created, datetime) else 0.0
+            with work_dir(f"creation-{job.id}") as tmp:
+                outputs = _store(job, spec, provider.collect_video(prediction, tmp), waited_s, tmp)
+        except LostClaim:
+            raise
+        except Exception as exc:
+            self.fail(job, as_job_error(exc, jobId=job.id, userId=job.user_id))
+            return
+        if not job.complete(status="draft", lastError=None, **outputs):
+            raise LostClaim(job.id)
+
+    def fail(self, job: Job, error: JobError) -> None:
+        """`failed` and refunded. A retryable failure (an aborted prediction, the provider's
+        deadline) is not re-created: the prediction ended, the invocation that could retry
+        it is long gone, and the user gets the tokens back at once (docs/creations.md)."""
+        fail_and_refund(job.ref, job.claim_id, error)
+
+
+FINISHER = PredictionFinisher()
+
+
+def _store(
+    job: Job, spec: CreationSpec, generated: GeneratedMedia, generation_s: float, tmp: Path
+) -> dict[str, Any]:
+    """Probe the provider's MP4 and copy it, with a thumbnail, to the creation's paths in
+    our Storage; the `draft` outputs. One function for the polling and the callback path."""
+    job.progress(80)
+    info = probe(generated.path)
+    if info.video is None or info.duration_s <= 0:
+        raise MediaError("the provider returned no playable video", code="unreadable-media")
+    base = f"users/{spec.userId}/creations/{job.id}"
+    meta = {"creationId": job.id, "userId": spec.userId}
+    media_url = storage.upload_file(generated.path, f"{base}.mp4", "video/mp4", metadata=meta)
+    job.progress(92)
+    thumb: dict[str, Any] = {}
+    try:
+        jpg = make_thumbnail(generated.path, tmp / "thumb.jpg", width=THUMBNAIL_WIDTH)
+        thumb = {
+            "thumbnailUrl": storage.upload_file(jpg, f"{base}.jpg", "image/jpeg", metadata=meta),
+            "thumbnailPath": f"{base}.jpg",
+        }
+    except Exception as exc:  # a missing thumbnail must not cost the user their video
+        job.warn("thumbnail failed", error=repr(exc))
     return {
         "mediaUrl": media_url,
         "mediaPath": f"{base}.mp4",

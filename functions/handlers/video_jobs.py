@@ -66,20 +66,8 @@ def generate_scene_video(job: Job, spec: VideoJob) -> None:
             aspect_ratio=spec.aspect_ratio,
             resolution=spec.resolution,
         )
-        calling_back = registry.callbacks(provider)
-        if calling_back is not None:  # the callback (handlers/provider_webhooks.py) goes on
-            predictions.start(
-                job, provider.name, "video", registry.webhook_url(),
-                lambda hook: calling_back.start_video(request, hook),
-            )  # fmt: skip
-            return
-        polled = registry.polled(provider)
-        if polled is not None:  # short providerpoll attempts (handlers/provider_polls.py) go on
-            predictions.start(
-                job, provider.name, "video", "", lambda _: polled.begin_video(request)
-            )
-            predictions.poll_later(job, chain=str(job.attempts))
-            return
+        if registry.hand_off_video(job, provider, request):
+            return  # recorded: a callback or the providerpoll attempts go on
         clip = probed_clip(provider.generate_video(request, tmp))
         _store(job, spec, clip)
 

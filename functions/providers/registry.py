@@ -19,8 +19,9 @@ so request validation (callables, job documents) refuses what the model would re
 `callbacks(provider)` and `polled(provider)` are the one place that chooses how a generation
 ends: by a callback (Replicate, when PROVIDER_WEBHOOK_URL is set), by short task attempts
 that poll (Veo, when POLL_FROM_TASKS is on), or (both None) polled in-process (the `local`
-provider, OpenAI, or nothing configured). `collector(name)` builds it again where the
-generation is finished.
+provider, OpenAI, or nothing configured). `hand_off_video` applies that choice to a job's
+video generation (records the prediction, core/predictions.py). `collector(name)` builds it
+again where the generation is finished.
 
 Base URLs come from env REPLICATE_BASE_URL / OPENAI_BASE_URL / GEMINI_BASE_URL (unset
 in production; the local stack and tests point the SDKs at the fake provider API).
@@ -29,11 +30,21 @@ in production; the local stack and tests point the SDKs at the fake provider API
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from core.errors import InvalidInput, ProviderError
 from providers import model_schemas
-from providers.base import CallbackProvider, Collector, MediaProvider, PolledProvider, VideoLimits
+from providers.base import (
+    CallbackProvider,
+    Collector,
+    MediaProvider,
+    PolledProvider,
+    VideoLimits,
+    VideoRequest,
+)
+
+if TYPE_CHECKING:
+    from core.lifecycle import Job
 
 Kind = Literal["image", "video"]
 PROVIDERS = ("local", "replicate", "openai", "veo")
@@ -72,6 +83,28 @@ def polled(provider: MediaProvider) -> PolledProvider | None:
     if not config.POLL_FROM_TASKS.value or isinstance(provider, CallbackProvider):
         return None
     return provider if isinstance(provider, PolledProvider) else None
+
+
+def hand_off_video(job: Job, provider: MediaProvider, request: VideoRequest) -> bool:
+    """Start `job`'s video generation so that no instance waits for it: True when it was
+    handed off (the prediction is recorded, the invocation may end; a callback or the
+    `providerpoll` attempts finish it), False when `provider` must be polled in-process."""
+    from core import predictions
+
+    calling_back = callbacks(provider)
+    if calling_back is not None:  # the callback (handlers/provider_webhooks.py) goes on
+        predictions.start(
+            job, provider.name, "video", webhook_url(),
+            lambda hook: calling_back.start_video(request, hook),
+        )  # fmt: skip
+        return True
+    poll = polled(provider)
+    if poll is None:
+        return False
+    # short providerpoll attempts (handlers/provider_polls.py) go on
+    predictions.start(job, provider.name, "video", "", lambda _: poll.begin_video(request))
+    predictions.poll_later(job, chain=str(job.attempts))
+    return True
 
 
 def webhook_url() -> str:

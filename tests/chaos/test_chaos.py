@@ -31,6 +31,7 @@ from local_stack.stack import LocalStack
 from tests.conftest import make_stack_settings
 from tests.fakes.provider_api import FakeProviderAPI
 from tests.support.documents import clip, job_document, scene
+from tests.support.money import audit, grant
 from tests.support.stack import duplicate_events
 from tests.watch import DocWatcher, wait_until
 
@@ -490,28 +491,6 @@ def test_chaos_stack_logged_every_delivery(chaos):
 # --- money: creations under duplicate dispatch, a killed host and the sweep -----------------
 
 
-def _grant(db: firestore.Client, uid: str, amount: int) -> None:
-    """What core.ledger.grant writes (the test process talks to this stack's server)."""
-    batch = db.batch()
-    batch.set(db.document(f"users/{uid}"), {"balance": amount})
-    batch.create(
-        db.document(f"users/{uid}/ledger/grant-chaos"),
-        {
-            "type": "grant",
-            "amount": amount,
-            "balanceAfter": amount,
-            "creationId": None,
-            "reason": "chaos",
-        },
-    )
-    batch.commit()
-
-
-def _audit(db: firestore.Client, uid: str) -> tuple[int, list[dict[str, Any]]]:
-    balance = int((db.document(f"users/{uid}").get().to_dict() or {}).get("balance", 0))
-    return balance, [e.to_dict() or {} for e in db.collection(f"users/{uid}/ledger").stream()]
-
-
 def test_creations_are_never_charged_twice_or_lost(chaos, cdb):
     """Invariant: ledger sum == balance; a failed creation is refunded exactly once; a draft
     is charged exactly once (a creation whose worker died is re-driven, not refunded); no
@@ -519,7 +498,7 @@ def test_creations_are_never_charged_twice_or_lost(chaos, cdb):
     import requests
 
     uid = f"chaos-money-{uuid.uuid4().hex[:6]}"
-    _grant(cdb, uid, 400)
+    grant(cdb, uid, 400)
     token = chaos.sign_in(uid)
 
     def create(prompt: str, key: str) -> str:
@@ -568,7 +547,7 @@ def test_creations_are_never_charged_twice_or_lost(chaos, cdb):
         assert docs[cid]["attempts"] >= 2, docs[cid]
     assert docs[refused]["status"] == "failed"
     assert docs[refused]["error"]["code"] == "content-policy"
-    balance, entries = _audit(cdb, uid)
+    balance, entries = audit(cdb, uid)
     assert balance == sum(int(e["amount"]) for e in entries), "ledger sum must equal the balance"
     for cid, doc in docs.items():
         debits = [e for e in entries if e.get("creationId") == cid and e["type"] == "debit"]

@@ -4,24 +4,27 @@ This module runs its own stack with provider webhooks on (the host's PROVIDER_WE
 its own `providerwebhook` function) and a short job lease, so it can SIGKILL the function
 host while a Replicate prediction runs, or while the request that creates it is in flight,
 and check what a user and the provider's bill would show: the job completes from the
-callback, with exactly one prediction created.
+callback, with exactly one prediction created; a creation also ends `draft` charged once.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 from google.cloud import firestore, storage
 
 from devtools.media_factory import make_image
 from local_stack.stack import LocalStack
 from tests.conftest import make_stack_settings
 from tests.fakes.provider_api import FakeProviderAPI
-from tests.integration.test_longform import JobWatcher, start_job
 from tests.support.documents import job_document
+from tests.support.longform import JobWatcher, start_job
+from tests.support.money import audit, grant
 from tests.watch import DocWatcher, wait_until
 
 pytestmark = pytest.mark.stack
@@ -38,6 +41,7 @@ def hooked(
     settings.provider_webhooks = True
     settings.host_env["REPLICATE_WEBHOOK_SECRET"] = provider_api.webhook_secret
     settings.host_env["WEBHOOK_RECONCILE_AFTER_SECONDS"] = "0"
+    settings.host_env["CREATION_PROVIDER"] = "replicate"
     with LocalStack(settings) as stack, stack.env():
         yield stack
 
@@ -147,3 +151,73 @@ def test_host_killed_while_a_segment_prediction_runs_completes_with_one_create_p
     assert final["status"] == "completed", final.get("error")
     assert [provider_api.creates_for(t) for t in texts] == [1, 1, 1]
     assert [s["index"] for s in final["segments"]] == [0, 1, 2]
+
+
+def new_creation(stack: LocalStack, db: firestore.Client, prompt: str) -> tuple[str, Any]:
+    """A user granted 40 tokens and their 4 s creation (on Replicate): (uid, its document)."""
+    uid = f"chaos-creator-{uuid.uuid4().hex[:6]}"
+    grant(db, uid, 40)
+    r = requests.post(
+        stack.function_url("createvideogeneration"),
+        json={"data": {"prompt": prompt, "duration": 4}},
+        headers={"Authorization": f"Bearer {stack.sign_in(uid)}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    return uid, db.document(f"creations/{r.json()['result']['creationId']}")
+
+
+def charged_once(db: firestore.Client, uid: str) -> None:
+    balance, entries = audit(db, uid)
+    assert balance == sum(int(e["amount"]) for e in entries) == 0, "the ledger adds up"
+    assert [e["type"] for e in entries if e["type"] != "grant"] == ["debit"], entries
+
+
+def test_host_killed_while_a_creations_prediction_runs_ends_draft_charged_once(
+    hooked: LocalStack, provider_api: FakeProviderAPI, hdb, patient_callbacks
+):
+    prompt = f"A windmill at dusk {uuid.uuid4().hex[:8]} [api:hold]"
+    uid, ref = new_creation(hooked, hdb, prompt)
+    record = prediction_state(ref, "waiting")
+    hooked.kill_host()
+    hooked.start_host()
+    # Cloud Tasks may deliver the worker's task again, to the new instance: it creates nothing
+    again = requests.post(
+        hooked.function_url("creationworker"),
+        json={"data": {"creationId": ref.id}},
+        headers={"X-CloudTasks-TaskRetryCount": "0", "X-CloudTasks-QueueName": "creationworker"},
+        timeout=30,
+    )
+    assert again.status_code == 200, again.text
+    # the lease covers the provider's deadline (the job lease here is 4 s): the sweep
+    # leaves a creation whose prediction still runs alone
+    assert hooked.run_scheduled("sweep_stuck_jobs") == 200
+    waiting = ref.get().to_dict() or {}
+    assert waiting["status"] == "processing" and "redrives" not in waiting, waiting
+    assert waiting["leaseExpiresAt"] > datetime.now(UTC) + timedelta(minutes=5)
+    with DocWatcher(ref) as watch:
+        provider_api.release(prompt)
+        final = watch.wait_for(lambda d: d.get("status") in ("draft", "failed"), 120)
+    assert final["status"] == "draft", final.get("error")
+    assert provider_api.creates_for(prompt) == 1, "the provider saw exactly one create"
+    assert final["prediction"]["id"] == record["id"] and final["attempts"] == 1
+    charged_once(hdb, uid)
+
+
+def test_host_killed_during_a_creations_create_request_adopts_the_prediction(
+    hooked: LocalStack, provider_api: FakeProviderAPI, hdb, patient_callbacks
+):
+    """The worker dies before it learnt the prediction's id: Cloud Tasks' retry finds the
+    creation waiting (`creating`) and creates nothing; the callback adopts the prediction."""
+    prompt = f"A ferry in fog {uuid.uuid4().hex[:8]} [api:slow-create]"
+    uid, ref = new_creation(hooked, hdb, prompt)
+    wait_until(lambda: provider_api.creates_for(prompt) == 1, 60, what="the create")
+    assert prediction_state(ref, "creating")["id"] is None
+    with DocWatcher(ref) as watch:
+        hooked.kill_host()
+        hooked.start_host()
+        final = watch.wait_for(lambda d: d.get("status") in ("draft", "failed"), 120)
+    assert final["status"] == "draft", final.get("error")
+    (created,) = provider_api.predictions_for(prompt)
+    assert final["prediction"]["id"] == created.id
+    charged_once(hdb, uid)

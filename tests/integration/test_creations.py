@@ -436,8 +436,10 @@ def test_idempotent_create_charges_once(stack, db):
 def test_fifty_simultaneous_creates_against_a_balance_for_twenty(stack, db):
     """No lost updates: exactly 20 creations, balance 0, ledger == balance; then 20 refunds."""
     uid = new_user(20 * 40)
-    # the workers wait 8 s, then the provider refuses: all 20 are refunded afterwards
-    data = {"prompt": "[fail:slow=8] [fail:content-policy] a race", "duration": 4}
+    # the workers wait 30 s, then the provider refuses: all 20 are refunded afterwards (the
+    # balance is audited before: on a loaded machine 50 creates took more than 8 s, and a
+    # refund between the two reads of the audit made it look unbalanced)
+    data = {"prompt": "[fail:slow=30] [fail:content-policy] a race", "duration": 4}
     with ThreadPoolExecutor(50) as pool:
         responses = list(
             pool.map(lambda _: call(stack, "createvideogeneration", data, uid), range(50))

@@ -18,8 +18,8 @@ from google.cloud import firestore, storage
 
 from local_stack.stack import LocalStack
 from tests.fakes.provider_api import FakeProviderAPI
-from tests.integration.test_longform import JobWatcher, call, start_job, user
 from tests.integration.test_provider_webhooks import signed, webhook_params
+from tests.support.longform import JobWatcher, call, start_job, user
 from tests.support.stack import task_statuses
 from tests.watch import wait_until
 

@@ -147,3 +147,29 @@ def test_a_collection_with_its_own_finishing_is_reconciled_in_its_waiting_status
     stub = SegmentsStub()
     assert reconcile.reconcile_predictions({"videoJobs": stub}) == 1
     assert stub.finished == [("p1", "1")] and provider.asked == ["p1"]
+
+
+def test_a_creation_past_the_deadline_is_failed_and_refunded_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A creation's finisher fails in its own way (core/predictions.py `give_up`): the
+    reconciler's give-up refunds the tokens, and a second sweep refunds nothing more."""
+    from creations import worker
+
+    fake, provider = use_fake_firestore(monkeypatch), FakeProvider("processing")
+    monkeypatch.setattr(registry, "collector", lambda name, kind: provider)
+    created = datetime.now(UTC) - timedelta(seconds=1000)
+    fake.put("users/u1", {"balance": 0})
+    fake.put("creations/c1", {
+        "status": "processing", "claimId": "task-1", "userId": "u1", "cost": 40,
+        "prediction": {"state": "waiting", "id": "p1", "provider": "replicate", "kind": "video",
+                       "createdAt": created},
+    })  # fmt: skip
+    finishers = {"creations": worker.FINISHER}
+    assert reconcile.reconcile_predictions(finishers) == 1
+    assert reconcile.reconcile_predictions(finishers) == 0
+    creation = fake.data("creations/c1") or {}
+    assert creation["status"] == "failed" and creation["error"]["code"] == "provider-timeout"
+    assert creation["refunded"] is True and provider.canceled == ["p1"]
+    assert (fake.data("users/u1") or {})["balance"] == 40
+    assert (fake.data("users/u1/ledger/refund-c1") or {})["amount"] == 40
