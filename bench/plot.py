@@ -82,26 +82,11 @@ def plot(runs: list[dict[str, Any]], path: Path = PLOT) -> bool:
         tag = f"{run['when'][:10]} {run['commit']}"
         ax.plot(x, first, "o-", color=color, label=f"first playable: {run['label']} ({tag}{load})")
         ax.plot(x, base, "x--", color=color, alpha=0.6, label=f"baseline, same run ({tag})")
-        for xi, y in zip(x, first, strict=True):
-            ax.annotate(
-                f"{y:.2f} s",
-                (xi, y),
-                textcoords="offset points",
-                xytext=(0, 7 + 9 * i),
-                ha="center",
-                color=color,
-                fontsize=8,
-            )
-        for xi, y in zip(x, base, strict=True):
-            ax.annotate(
-                f"{y:.0f} s",
-                (xi, y),
-                textcoords="offset points",
-                xytext=(0, 7 + 9 * i),
-                ha="center",
-                color=color,
-                fontsize=8,
-            )
+        labels = [(xi, y, f"{y:.2f} s") for xi, y in zip(x, first, strict=True)]
+        labels += [(xi, y, f"{y:.0f} s") for xi, y in zip(x, base, strict=True)]
+        for xi, y, text in labels:
+            ax.annotate(text, (xi, y), textcoords="offset points", xytext=(0, 7 + 9 * i),
+                        ha="center", color=color, fontsize=8)  # fmt: skip
     ax.set_xlabel("source length (s), 1080p30 H.264/AAC")
     ax.set_ylabel("seconds from the upload trigger")
     ax.set_xscale("log")
