@@ -266,7 +266,13 @@ def rows(r: dict[str, Any]) -> list[Row]:
             out.append((f"first playable stage: {stage}", "s", t, None, "from the trigger's start"))
         load = fp.get("load_avg_1m")
         out.append(
-            ("load average (1 min) after first playable", "", load, None, f"{os.cpu_count()} cores")
+            (
+                "load average (1 min) at the end of first playable",
+                "",
+                load,
+                None,
+                f"{os.cpu_count()} cores",
+            )
         )
         if isinstance(fp.get("background_assets"), dict):
             from bench import bench_streaming

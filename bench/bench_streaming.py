@@ -501,6 +501,7 @@ def asset_rows(assets: dict[str, Any]) -> list[tuple[str, str, float | None, flo
             "after ready",
         )
     ]
+    busy = "stack idle" if assets.get("stack_idle_before_memory") else "stack still busy"
     for asset in ASSETS:
         a = assets.get(asset) or {}
         alone = a.get("alone") or {}
@@ -511,8 +512,8 @@ def asset_rows(assets: dict[str, Any]) -> list[tuple[str, str, float | None, flo
                 "s",
                 a.get("seconds"),
                 alone.get("seconds"),
-                f"{a.get('status')}; started {after} s after ready; baseline: made alone "
-                "(fresh process, idle stack)",
+                f"{a.get('status')}; started {after} s after ready; baseline: made again in a "
+                f"fresh process ({busy})",
             )
         )
         if alone:
