@@ -384,6 +384,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the 5-minute source in the plot")
     args = parser.parse_args()
     started = time.monotonic()
+    ran_on = plot.commit()
     r = collect(args.quick)
     OUT.mkdir(parents=True, exist_ok=True)
     rs = rows(r)
@@ -391,7 +392,9 @@ def main() -> None:
     (OUT / "latest.json").write_text(json.dumps(r, indent=2, default=str))
     (OUT / "latest.md").write_text(f"Run {r['when']} on {r['machine']}\n\n{md}\n")
     lengths = r.get("time_to_playable_by_length")
-    plotted = isinstance(lengths, dict) and plot.plot(plot.record(lengths, "python -m bench"))
+    plotted = isinstance(lengths, dict) and plot.plot(
+        plot.record(lengths, "python -m bench", ran_on)
+    )
     print()
     print(md)
     print(

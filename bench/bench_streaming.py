@@ -643,8 +643,9 @@ def main() -> None:
     elif args.part == "assets":
         print(json.dumps(run_assets(), indent=2))
     elif args.part == "lengths":
+        ran_on = plot.commit()
         lengths = run_lengths((10, 60) if args.quick else (10, 60, 300), repeats=3)
-        plot.plot(plot.record(lengths, args.label))
+        plot.plot(plot.record(lengths, args.label, ran_on))
         print(json.dumps(lengths, indent=2))
         print(f"wrote {plot.HISTORY}, {plot.PLOT}")
     else:

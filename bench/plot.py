@@ -41,12 +41,13 @@ def history() -> list[dict[str, Any]]:
     return runs
 
 
-def record(lengths: dict[str, Any], label: str) -> list[dict[str, Any]]:
-    """Add this run's by-length figures to the history (one entry per commit) and save it."""
+def record(lengths: dict[str, Any], label: str, ran_on: str) -> list[dict[str, Any]]:
+    """Add this run's by-length figures, measured on commit `ran_on` (`commit()` read before
+    the run), to the history (one entry per commit) and save it."""
     entry = {
         "label": label,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": commit(),
+        "commit": ran_on,
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "lengths": lengths,
     }
