@@ -74,7 +74,9 @@ def plot(runs: list[dict[str, Any]], path: Path = PLOT) -> bool:
         data = sorted(run["lengths"].values(), key=lambda d: d["source_s"])
         x = [d["source_s"] for d in data]
         first = [d["first_playable_s"] for d in data]
-        base = [d["baseline_first_playable_s"] for d in data]
+        # a baseline that timed out on a saturated machine is left out
+        bx = [d["source_s"] for d in data if d.get("baseline_first_playable_s") is not None]
+        base = [d["baseline_first_playable_s"] for d in data if d["source_s"] in bx]
         color = colors[-1] if i >= len(colors) else colors[i]
         if i == len(runs) - 1:
             color = "tab:red"
@@ -82,9 +84,9 @@ def plot(runs: list[dict[str, Any]], path: Path = PLOT) -> bool:
         load = f", load {min(loads):.0f}-{max(loads):.0f}" if loads else ""
         tag = f"{run['when'][:10]} {run['commit']}"
         ax.plot(x, first, "o-", color=color, label=f"first playable: {run['label']} ({tag}{load})")
-        ax.plot(x, base, "x--", color=color, alpha=0.6, label=f"baseline, same run ({tag})")
+        ax.plot(bx, base, "x--", color=color, alpha=0.6, label=f"baseline, same run ({tag})")
         labels = [(xi, y, f"{y:.2f} s") for xi, y in zip(x, first, strict=True)]
-        labels += [(xi, y, f"{y:.0f} s") for xi, y in zip(x, base, strict=True)]
+        labels += [(xi, y, f"{y:.0f} s") for xi, y in zip(bx, base, strict=True)]
         for xi, y, text in labels:
             ax.annotate(text, (xi, y), textcoords="offset points", xytext=(0, 7 + 9 * i),
                         ha="center", color=color, fontsize=8)  # fmt: skip
