@@ -6,7 +6,8 @@
 Each figure is printed with its baseline measured in the same run (plain ffmpeg, a bare
 write, a bare HTTP round trip, "transcode everything then publish") and the ratio
 ours / baseline, plus absolute times and peak memory. Writes bench/results/latest.json,
-bench/results/latest.md and bench/results/time_to_playable.png.
+bench/results/latest.md, bench/results/by_length.json (every by-length run so far) and
+bench/results/time_to_playable.png (their curves side by side, bench/plot.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import platform
 import statistics
 import time
@@ -24,6 +26,7 @@ from typing import Any
 
 import requests
 
+from bench import plot
 from local_stack.stack import LocalStack, StackSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +88,7 @@ def collect(quick: bool) -> dict[str, Any]:
         "bench_compose",
         "bench_creations",
         "bench_webhooks",
+        "bench_longform",
         "memory",
         "bench_streaming",
     ):
@@ -263,6 +267,25 @@ def rows(r: dict[str, Any]) -> list[Row]:
         out.append(("ffmpeg start alone", "s", fp["floor"]["ffmpeg_start_s"], None, "trivial run"))
         for stage, t in fp["stages_s"].items():
             out.append((f"first playable stage: {stage}", "s", t, None, "from the trigger's start"))
+        load = fp.get("load_avg_1m")
+        out.append(
+            (
+                "load average (1 min) at the end of first playable",
+                "",
+                load,
+                None,
+                f"{os.cpu_count()} cores",
+            )
+        )
+        if isinstance(fp.get("background_assets"), dict):
+            from bench import bench_streaming
+
+            out.extend(bench_streaming.asset_rows(fp["background_assets"]))
+    lf = r.get("bench_longform")
+    if isinstance(lf, dict) and "first_preview_s" in lf:
+        from bench import bench_longform
+
+        out.extend(bench_longform.rows(lf))
     for name, m in (r.get("memory") or {}).items():
         if isinstance(m, dict) and "ffmpeg_mib" in m:
             out.append(
@@ -359,59 +382,27 @@ def table(rs: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def plot(r: dict[str, Any], path: Path) -> bool:
-    data = sorted((r.get("time_to_playable_by_length") or {}).values(), key=lambda d: d["source_s"])
-    if not data:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lengths = [d["source_s"] for d in data]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(
-        lengths, [d["first_playable_s"] for d in data], "o-", label="progressive: first playable"
-    )
-    ax.plot(
-        lengths,
-        [d["baseline_first_playable_s"] for d in data],
-        "x--",
-        label="baseline: transcode all, then publish",
-    )
-    for x, y in zip(lengths, [d["first_playable_s"] for d in data], strict=True):
-        ax.annotate(f"{y:.2f} s", (x, y), textcoords="offset points", xytext=(0, 8), ha="center")
-    for x, y in zip(lengths, [d["baseline_first_playable_s"] for d in data], strict=True):
-        ax.annotate(f"{y:.0f} s", (x, y), textcoords="offset points", xytext=(0, 8), ha="center")
-    ax.set_xlabel("source length (s), 1080p30 H.264/AAC")
-    ax.set_ylabel("seconds from the upload trigger")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    ax.set_title("Time to playable (720p), 2 cores")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return True
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="skip the 5-minute source in the plot")
     args = parser.parse_args()
     started = time.monotonic()
+    ran_on = plot.commit()
     r = collect(args.quick)
     OUT.mkdir(parents=True, exist_ok=True)
     rs = rows(r)
     md = table(rs)
     (OUT / "latest.json").write_text(json.dumps(r, indent=2, default=str))
     (OUT / "latest.md").write_text(f"Run {r['when']} on {r['machine']}\n\n{md}\n")
-    plotted = plot(r, OUT / "time_to_playable.png")
+    lengths = r.get("time_to_playable_by_length")
+    plotted = isinstance(lengths, dict) and plot.plot(
+        plot.record(lengths, "python -m bench", ran_on)
+    )
     print()
     print(md)
     print(
         f"\nwrote {OUT / 'latest.json'}, {OUT / 'latest.md'}"
-        + (f", {OUT / 'time_to_playable.png'}" if plotted else "")
+        + (f", {plot.HISTORY}, {plot.PLOT}" if plotted else "")
     )
     print(f"benchmark wall time {time.monotonic() - started:.0f} s")
 

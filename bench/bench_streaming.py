@@ -30,6 +30,8 @@ encoder's cores. `run_lengths()` gives time to first playable for 10 s, 60 s and
 
     python -m bench.bench_streaming                 # run() and run_lengths(), JSON
     python -m bench.bench_streaming first-playable  # run_first_playable(): stages, floor
+    python -m bench.bench_streaming assets          # run_assets(): storyboard, MP4 download
+    python -m bench.bench_streaming lengths [--quick] [--label L]  # run_lengths(), the plot
     from bench.bench_streaming import run; run()
 """
 
@@ -58,6 +60,8 @@ import requests  # noqa: E402
 from google.cloud import firestore  # noqa: E402
 from google.cloud.storage import Bucket, Client  # noqa: E402
 
+from bench import memory  # noqa: E402
+from core.errors import MediaError  # noqa: E402
 from devtools.baseline import run_baseline  # noqa: E402
 from devtools.media_factory import make_clip  # noqa: E402
 from local_stack.stack import LocalStack, StackSettings  # noqa: E402
@@ -430,25 +434,32 @@ def floor(stack: LocalStack, src: Path, repeats: int = 3) -> dict[str, Any]:
     }
 
 
+ASSETS = ("storyboard", "download")
+
+
 def background_assets(stack: LocalStack, src: Path, timeout_s: float = 600) -> dict[str, Any]:
-    """One upload followed to its storyboard and MP4 download: how long each took (its task's
-    start to ready) and that each started after `ready` (never on the first-playable path)."""
+    """One upload followed to its storyboard and MP4 download: its first playable and
+    `ready`, how long each asset's task took (its start to ready) and when it started
+    relative to `ready` (never before it: the first-playable path does not wait for it),
+    then each asset made again in a fresh process once the stack is idle, for its peak
+    memory and its time alone (`asset_memory`)."""
     db = firestore.Client(project=stack.settings.project_id)
-    bucket = Client(project=stack.settings.project_id).bucket(stack.settings.bucket)
-    video_id = f"bench{uuid.uuid4().hex[:10]}"
-    _upload(bucket, src, video_id)
+    first = progressive(stack, src, wait_for="ready", timeout_s=timeout_s)
+    video_id = first["video_id"]
     doc = _wait_doc(
         db,
         video_id,
-        lambda d: all(
-            (d.get(a) or {}).get("status") in ("ready", "failed")
-            for a in ("storyboard", "download")
-        ),
+        lambda d: all((d.get(a) or {}).get("status") in ("ready", "failed") for a in ASSETS),
         timeout_s,
     )
     ready = _ts(doc.get("readyAt"))
-    out: dict[str, Any] = {}
-    for asset in ("storyboard", "download"):
+    out: dict[str, Any] = {
+        "video_id": video_id,
+        "first_playable_s": first["from_trigger_start"]["first_playable_s"],
+        "ready_s": first["from_trigger_start"]["ready_s"],
+        "poster_after_ready_s": _since(_ts(doc.get("thumbnailAt")), ready),
+    }
+    for asset in ASSETS:
         a = doc.get(asset) or {}
         start, end = _ts(a.get("startedAt")), _ts(a.get("readyAt"))
         out[asset] = {
@@ -457,6 +468,65 @@ def background_assets(stack: LocalStack, src: Path, timeout_s: float = 600) -> d
             "started_after_ready_s": _since(start, ready),
             "size_bytes": a.get("sizeBytes"),
         }
+    out["stack_idle_before_memory"] = stack.wait_idle(300)  # the other qualities' encodes
+    for asset in ASSETS:
+        if out[asset]["status"] == "ready":
+            out[asset]["alone"] = asset_memory(stack, video_id, asset)
+    return out
+
+
+def asset_memory(stack: LocalStack, video_id: str, asset: str) -> dict[str, float]:
+    """`streaming.<asset>.make` for the video in a fresh interpreter (what one task instance
+    runs; the task's document writes aside): peak RSS of the interpreter and of its ffmpeg,
+    and its wall seconds. It rewrites the asset's own objects (same names)."""
+    setup = (
+        f"from streaming import {asset}\n"
+        "from streaming.claim import video_ref\n"
+        "DATA = video_ref(ARGS['video_id']).get().to_dict()\n"
+    )
+    return memory.measure(
+        f"{asset}.make(ARGS['video_id'], DATA)", setup, {"video_id": video_id}, stack.client_env()
+    )
+
+
+def asset_rows(assets: dict[str, Any]) -> list[tuple[str, str, float | None, float | None, str]]:
+    """Table rows for bench/__main__.py: each background asset's time and peak memory, and
+    when it started relative to `ready` (the first-playable timeline)."""
+    out: list[tuple[str, str, float | None, float | None, str]] = [
+        (
+            "stream 60 s 1080p30 with its assets: first playable / ready",
+            "s",
+            assets.get("first_playable_s"),
+            None,
+            f"ready {assets.get('ready_s')} s; poster {assets.get('poster_after_ready_s')} s "
+            "after ready",
+        )
+    ]
+    busy = "stack idle" if assets.get("stack_idle_before_memory") else "stack still busy"
+    for asset in ASSETS:
+        a = assets.get(asset) or {}
+        alone = a.get("alone") or {}
+        after = a.get("started_after_ready_s")
+        out.append(
+            (
+                f"{asset} task (60 s 1080p30)",
+                "s",
+                a.get("seconds"),
+                alone.get("seconds"),
+                f"{a.get('status')}; started {after} s after ready; baseline: made again in a "
+                f"fresh process ({busy})",
+            )
+        )
+        if alone:
+            out.append(
+                (
+                    f"peak memory: {asset} task (60 s 1080p30)",
+                    "MiB",
+                    alone["python_mib"] + alone["ffmpeg_mib"],
+                    None,
+                    f"python {alone['python_mib']:.0f} + ffmpeg {alone['ffmpeg_mib']:.0f}",
+                )
+            )
     return out
 
 
@@ -504,6 +574,19 @@ def run_first_playable(seconds: int = 60, repeats: int = 3) -> dict[str, Any]:
     }
 
 
+def run_assets(seconds: int = 60) -> dict[str, Any]:
+    """`background_assets` alone, on a warm instance (the last part of run_first_playable)."""
+    src = source(seconds)
+    stack = start_stack()
+    try:
+        with stack.env():
+            warm_up(stack)
+            assets = background_assets(stack, src)
+    finally:
+        stack.stop()
+    return {**assets, "source_s": seconds, "load_avg_1m": round(os.getloadavg()[0], 2)}
+
+
 def warm_up(stack: LocalStack) -> None:
     """One tiny upload, so the measured one finds a warm instance (clients, imports)."""
     tiny = CACHE / "warmup_320x180.mp4"
@@ -529,10 +612,15 @@ def run_lengths(lengths: tuple[int, ...] = (10, 60, 300), repeats: int = 3) -> d
                     runs.append(progressive(stack, src, wait_for="ready", timeout_s=120))
                     stack.restart_host()
                 firsts = [r["from_trigger_start"]["first_playable_s"] for r in runs]
+                try:
+                    base: float | None = baseline(stack, src)["first_playable_s"]
+                except MediaError as exc:  # its ffmpeg bound, on a saturated machine
+                    base = None
+                    print(f"baseline of {seconds} s not measured: {exc}", file=sys.stderr)
                 out[f"{seconds}s"] = {
                     "source_s": seconds,
                     "first_playable_s": statistics.median(f for f in firsts if f is not None),
-                    "baseline_first_playable_s": baseline(stack, src)["first_playable_s"],
+                    "baseline_first_playable_s": base,
                     "runs_first_playable_s": firsts,
                     "runs_from_upload_returned_s": [
                         r["from_upload_returned"]["first_playable_s"] for r in runs
@@ -544,11 +632,31 @@ def run_lengths(lengths: tuple[int, ...] = (10, 60, 300), repeats: int = 3) -> d
     return out
 
 
-if __name__ == "__main__":
+def main() -> None:
+    import argparse
     import logging
 
+    from bench import plot
+
     logging.basicConfig(level=logging.WARNING)
-    if sys.argv[1:] == ["first-playable"]:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_streaming")
+    parser.add_argument("part", nargs="?", choices=("first-playable", "assets", "lengths"))
+    parser.add_argument("--quick", action="store_true", help="lengths: skip the 5-minute source")
+    parser.add_argument("--label", default="this run", help="lengths: the curve's name")
+    args = parser.parse_args()
+    if args.part == "first-playable":
         print(json.dumps(run_first_playable(), indent=2))
+    elif args.part == "assets":
+        print(json.dumps(run_assets(), indent=2))
+    elif args.part == "lengths":
+        ran_on = plot.commit()
+        lengths = run_lengths((10, 60) if args.quick else (10, 60, 300), repeats=3)
+        plot.plot(plot.record(lengths, args.label, ran_on))
+        print(json.dumps(lengths, indent=2))
+        print(f"wrote {plot.HISTORY}, {plot.PLOT}")
     else:
         print(json.dumps({"run": run(), "run_lengths": run_lengths()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +29,52 @@ SNIPPETS: dict[str, str] = {
 }
 
 RUNNER = """
-import json, resource, sys
+import json, resource, sys, time
 from pathlib import Path
-IN_VIDEO, IN_IMAGE = sys.argv[1], sys.argv[2]
-CLIPS = [Path(p) for p in json.loads(sys.argv[3])]
-OUT = Path(sys.argv[4])
-exec(sys.argv[5])
+ARGS = json.loads(sys.argv[1])
+exec(sys.argv[2])
+started = time.monotonic()
+exec(sys.argv[3])
+seconds = time.monotonic() - started
 self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"python_mib": self_kb / 1024, "ffmpeg_mib": child_kb / 1024}))
+print(json.dumps({"python_mib": self_kb / 1024, "ffmpeg_mib": child_kb / 1024, "seconds": seconds}))
 """
+"""Runs `setup` (imports, inputs), then the measured `code`, with the JSON `ARGS`: prints the
+peak RSS of the interpreter and of its largest child, and the wall seconds of `code`."""
+
+# The inputs of SNIPPETS, from the ARGS `run()` passes.
+INPUTS = """
+IN_VIDEO, IN_IMAGE = ARGS["video"], ARGS["image"]
+CLIPS = [Path(p) for p in ARGS["clips"]]
+OUT = Path(ARGS["out"])
+"""
+
+
+def measure(
+    code: str,
+    setup: str = "",
+    args: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, float]:
+    """Peak memory (MiB: `python_mib`, `ffmpeg_mib`) and wall `seconds` of `code` run in a
+    fresh interpreter (cwd functions/, `setup` run first, its imports not timed), with
+    `env` added to this process's environment."""
+    full_env = {
+        **os.environ,
+        **(env or {}),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", RUNNER, json.dumps(args or {}), setup, code],
+        cwd=ROOT / "functions",
+        env=full_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def _inputs(folder: Path) -> tuple[Path, Path, list[Path]]:
@@ -53,30 +90,13 @@ def _inputs(folder: Path) -> tuple[Path, Path, list[Path]]:
 
 
 def run() -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench_mem_") as tmp:
         folder = Path(tmp)
         video, image, clips = _inputs(folder)
+        args = {"video": str(video), "image": str(image), "clips": [str(c) for c in clips]}
         for name, code in SNIPPETS.items():
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    "-c",
-                    RUNNER,
-                    str(video),
-                    str(image),
-                    json.dumps([str(c) for c in clips]),
-                    str(folder),
-                    code,
-                ],
-                cwd=ROOT / "functions",
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+            results[name] = measure(code, INPUTS, {**args, "out": str(folder)})
     return results
 
 
