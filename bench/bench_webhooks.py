@@ -88,8 +88,6 @@ def _multi(stack: LocalStack, api: FakeProviderAPI, db: firestore.Client, seed: 
 
 
 def _creation(stack: LocalStack, api: FakeProviderAPI, db: firestore.Client) -> dict[str, float]:
-    import requests
-
     uid = f"bench-{uuid.uuid4().hex[:8]}"
     grant(db, uid, 40)
     prompt = f"benchmark lantern {uuid.uuid4().hex[:8]}"

@@ -152,7 +152,7 @@ def test_a_collection_with_its_own_finishing_is_reconciled_in_its_waiting_status
 def test_a_creation_past_the_deadline_is_failed_and_refunded_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A creation's finisher fails in its own way (core/predictions.py `give_up`): the
+    """A creation's finisher fails in its own way (core/predictions.py `Lifecycle.give_up`): the
     reconciler's give-up refunds the tokens, and a second sweep refunds nothing more."""
     from creations import worker
 
