@@ -194,7 +194,15 @@ def start(
     job.modify(lambda current: {**_put(current, slot, intent), **lease})
     pid = create(webhook_for(base, job, slot))
     waiting = {**intent, "state": WAITING, "id": pid}
-    job.modify(lambda current: {**_put(current, slot, waiting), **lease})
+
+    def recorded(current: dict[str, Any]) -> dict[str, Any] | None:
+        # a fast callback's finisher may have taken the record already: leave its state
+        stored = record_of(current, slot)
+        if stored is None or stored.get("state") != CREATING:
+            return None
+        return {**_put(current, slot, waiting), **lease}
+
+    job.modify(recorded)
     job.log("prediction created; waiting for its callback", predictionId=pid, provider=provider,
             slot=slot)  # fmt: skip
     return pid

@@ -45,6 +45,21 @@ def test_the_intent_is_recorded_before_the_create_and_the_id_after(fake: FakeFir
     assert lease > predictions.deadline(), "the lease covers the provider's whole time limit"
 
 
+def test_a_callback_that_beats_the_create_answer_keeps_its_finisher(fake: FakeFirestore) -> None:
+    # the provider called back before its create answered us: the finisher took the record
+    job = claimed(fake)
+    ref = fake.document("video_generation_jobs/j1")
+
+    def create(hook: str) -> str:
+        assert predictions.take(ref, "pred-1") is not None
+        return "pred-1"
+
+    assert predictions.start(job, "replicate", "video", HOOK, create) == "pred-1"
+    record = (fake.data("video_generation_jobs/j1") or {})["prediction"]
+    assert record["state"] == "finishing" and record["id"] == "pred-1"
+    assert predictions.take(ref, "pred-1") is None, "a second callback finds it taken"
+
+
 @pytest.mark.parametrize("state", ["creating", "waiting", "finishing"])
 def test_a_rerun_never_creates_a_second_prediction(fake: FakeFirestore, state: str) -> None:
     record = {"state": state, "id": None if state == "creating" else "pred-1",
