@@ -194,18 +194,23 @@ def start(
     job.modify(lambda current: {**_put(current, slot, intent), **lease})
     pid = create(webhook_for(base, job, slot))
     waiting = {**intent, "state": WAITING, "id": pid}
-
-    def recorded(current: dict[str, Any]) -> dict[str, Any] | None:
-        # a fast callback's finisher may have taken the record already: leave its state
-        stored = record_of(current, slot)
-        if stored is None or stored.get("state") != CREATING:
-            return None
-        return {**_put(current, slot, waiting), **lease}
-
-    job.modify(recorded)
+    job.modify(lambda current: created(current, slot, waiting, lease))
     job.log("prediction created; waiting for its callback", predictionId=pid, provider=provider,
             slot=slot)  # fmt: skip
     return pid
+
+
+def created(
+    data: Mapping[str, Any], slot: str | None, waiting: dict[str, Any], lease: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The fields that record the created prediction (`waiting`, with its id) while `slot`'s
+    record is still `creating`; None when a callback faster than the create's answer has
+    already taken it (its finisher's state stays: a late `waiting` would let a duplicate
+    callback take the job again) (pure)."""
+    stored = record_of(data, slot)
+    if stored is None or stored.get("state") != CREATING:
+        return None
+    return {**_put(data, slot, waiting), **lease}
 
 
 def poll_later(job: Holder, slot: str | None = None, *, chain: str) -> None:
