@@ -564,7 +564,8 @@ class LocalStack:
                 [self.settings.python, "-m", "local_stack.host", "--port", str(self.host_port)],
                 cwd=self.settings.functions_dir,
                 env=self.host_env(),
-                stdout=subprocess.DEVNULL,
+                # the functions' structured logs (firebase_functions.logger prints JSON)
+                stdout=open(self.children.log_dir / "functions.log", "ab"),  # noqa: SIM115
             )
             wait_port(self.host_port, proc, what="function host", timeout_s=60)
             manifest = yaml.safe_load(

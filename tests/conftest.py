@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import firebase_admin
@@ -40,6 +40,24 @@ def provider_api() -> Iterator[FakeProviderAPI]:
         yield api
 
 
+_PROVIDER_MARK = pytest.StashKey[tuple[int, int]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test that used the fake provider API reports what the provider saw and sent
+    during it (predictions, scenarios, callbacks and their answers)."""
+    report: pytest.TestReport = yield
+    api = getattr(item, "funcargs", {}).get("provider_api")
+    if report.failed and isinstance(api, FakeProviderAPI) and _PROVIDER_MARK in item.stash:
+        report.sections.append(
+            ("the fake provider during this test", api.diagnosis(item.stash[_PROVIDER_MARK]))
+        )
+    return report
+
+
 @pytest.fixture(autouse=True)
 def _provider_fields_reach_the_model(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that made an adapter send a field the provider silently ignores (an
@@ -50,6 +68,7 @@ def _provider_fields_reach_the_model(request: pytest.FixtureRequest) -> Iterator
         return
     api: FakeProviderAPI = request.getfixturevalue("provider_api")
     api.take_ignored_fields()
+    request.node.stash[_PROVIDER_MARK] = api.mark()
     yield
     ignored = api.take_ignored_fields()
     assert not ignored, f"sent fields the provider would silently ignore: {ignored}"

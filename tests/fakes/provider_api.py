@@ -330,6 +330,26 @@ class FakeProviderAPI:
         with self._lock:
             return [c for c in self.callbacks if c.prediction_id == prediction_id]
 
+    def mark(self) -> tuple[int, int]:
+        """Where the records stand now (for `diagnosis` of what happened since)."""
+        with self._lock:
+            return len(self._jobs), len(self.callbacks)
+
+    def diagnosis(self, since: tuple[int, int] = (0, 0)) -> str:
+        """The predictions created and the callbacks sent since `since` (a `mark`), and the
+        forced scenarios still queued: what a failed test's report shows."""
+        with self._lock:
+            jobs = list(self._jobs.values())[since[0] :]
+            callbacks = self.callbacks[since[1] :]
+            forced = list(self._forced)
+        lines = [f"prediction {j.id} {j.kind} scenario={j.scenario} status={j.status} "
+                 f"answered={j.answered.is_set()} webhook={bool(j.webhook)} "
+                 f"prompt={(_prompt_of(j) or '')[:60]!r}" for j in jobs]  # fmt: skip
+        lines += [f"callback {c.prediction_id} {c.webhook_id} -> {c.status} "
+                  f"in {c.seconds:.2f} s" for c in callbacks]  # fmt: skip
+        lines.append(f"forced scenarios still queued: {forced}")
+        return "\n".join(lines)
+
     def take_ignored_fields(self) -> list[IgnoredField]:
         """The ignored fields recorded since the last call (and forget them)."""
         with self._lock:
