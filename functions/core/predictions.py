@@ -186,10 +186,8 @@ def start(
         job.update(leaseExpiresAt=_waiting_lease(record.get("createdAt")))
         return pid
     t = now()
-    # a new prediction after one that failed (a retry) counts on from its attempt
-    attempt = int(record.get("attempt") or 0) + 1 if record is not None else 0
     intent = {"state": CREATING, "provider": provider, "kind": kind, "id": None, "createdAt": t,
-              "attempt": attempt}  # fmt: skip
+              "attempt": attempt_of_start(job.data, slot)}  # fmt: skip
     lease = {"leaseExpiresAt": _waiting_lease(t)}
     job.modify(lambda current: {**_put(current, slot, intent), **lease})
     pid = create(webhook_for(base, job, slot))
@@ -198,6 +196,16 @@ def start(
     job.log("prediction created; waiting for its callback", predictionId=pid, provider=provider,
             slot=slot)  # fmt: skip
     return pid
+
+
+def attempt_of_start(data: Mapping[str, Any], slot: str | None = None) -> int:
+    """The attempt number of the prediction `start` leaves `slot` waiting for (pure): a
+    pending record's own; after one that failed (a retry), one more; else 0."""
+    record = record_of(data, slot)
+    if record is None:
+        return 0
+    attempt = int(record.get("attempt") or 0)
+    return attempt if record.get("state") in PENDING_STATES else attempt + 1
 
 
 def created(

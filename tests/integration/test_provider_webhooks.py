@@ -265,6 +265,39 @@ def test_a_scene_prediction_that_fails_retryably_is_made_again_and_the_job_compl
     assert task_statuses(webhooks, f"{job_id}-scene-{again}-again-1") == [200]
 
 
+def test_multi_video_scenes_on_a_poll_only_provider_are_polled_from_short_task_attempts(
+    webhooks: LocalStack, provider_api: FakeProviderAPI, db, bucket, seed_url, tmp_path
+):
+    """Veo scenes: each scene's step records its operation (slot = scene number) and ends;
+    its `providerpoll` chain looks once per attempt and hands it to `finish_scene`, which
+    stores the clip and queues the lane's next scene. Every look at an operation is one
+    poll attempt: no instance polled."""
+    tag = uuid.uuid4().hex[:8]
+    scenes = [scene(n, seed_url, f"veo harbour {tag} scene {n}", duration=4.0) for n in (1, 2, 3)]
+    job_id, doc = job_document("multi_video_jobs", "user-hooks", scenes=scenes,
+                               provider="veo", resolution="720p")  # fmt: skip
+    final, _ = run_job(db.collection("multi_video_jobs").document(job_id), doc, 300)
+    assert final["status"] == "completed", final.get("error")
+    assert [c["scene_number"] for c in final["clips"]] == [1, 2, 3]
+    assert {r["state"] for r in final["slot_predictions"].values()} == {"done"}
+    for c in final["clips"]:
+        local = tmp_path / f"scene-{c['scene_number']}.mp4"
+        bucket.blob(c["video_path"]).download_to_filename(str(local))
+        info = probe(local)
+        assert info.video is not None and info.video.codec == "h264"
+        assert abs(info.duration_s - 4.0) <= 2 / 24 and abs(c["duration"] - info.duration_s) < 0.01
+    for s in scenes:
+        n = s["scene_number"]
+        (operation,) = provider_api.predictions_for(s["description"])  # one create per scene
+        assert final["slot_predictions"][str(n)]["id"].endswith(operation.id)
+        polls = task_statuses(webhooks, f"{job_id}-poll-{n}-1-0")
+        assert polls[-1] < 300 and set(polls[:-1]) <= {503}, f"scene {n}: {polls}"
+        looks = [r for r in provider_api.requests_to(":fetchPredictOperation", "POST")
+                 if str((r.json or {}).get("operationName", "")).endswith(operation.id)]  # fmt: skip
+        assert len(looks) == len(polls), f"scene {n}: one look per poll attempt, none elsewhere"
+        assert task_statuses(webhooks, f"{job_id}-scene-{n}") == [200], "the step ended at once"
+
+
 def test_a_poll_only_provider_is_polled_from_short_task_attempts(
     webhooks: LocalStack, provider_api: FakeProviderAPI, db, bucket, seed_url
 ):
