@@ -79,8 +79,13 @@ def handle_image_generation(
 
 @scheduler_fn.on_schedule(schedule="every 5 minutes", **runtime.SWEEP)
 def sweep_stuck_jobs(event: scheduler_fn.ScheduledEvent) -> None:
-    reconcile.reconcile_predictions(CALLBACK_FINISHERS)  # first: before leases are judged
+    reconcile.queue_lost(CALLBACK_FINISHERS)  # lost callbacks: one reconcile task per slot
     sweep.sweep(SWEPT_COLLECTIONS, SWEEP_CHECKS)
+
+
+@tasks_fn.on_task_dispatched(**runtime.RECONCILE.options)
+def reconcileprediction(req: tasks_fn.CallableRequest) -> None:
+    reconcile.handle_task(req, CALLBACK_FINISHERS)
 
 
 @tasks_fn.on_task_dispatched(**runtime.PROVIDER_POLL.options)

@@ -70,7 +70,7 @@ POLL_FROM_TASKS = params.BoolParam(
 WEBHOOK_RECONCILE_AFTER_SECONDS = params.IntParam(
     "WEBHOOK_RECONCILE_AFTER_SECONDS",
     default=120,
-    description="The sweep asks the provider about a prediction whose callback has not arrived this long after it was created.",
+    description="The sweep queues a task that asks the provider about a prediction whose callback has not arrived this long after it was created.",
 )
 PROVIDER_REQUEST_TIMEOUT_SECONDS = params.IntParam(
     "PROVIDER_REQUEST_TIMEOUT_SECONDS",

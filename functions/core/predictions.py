@@ -29,13 +29,18 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlencode, urlsplit
 
+from firebase_functions import https_fn, logger
 from google.cloud import firestore
+from pydantic import BaseModel, Field
 
 from core import config
+from core.clients import db
 from core.errors import JobError
 from core.lifecycle import Job, carry_out, lease_duration, now, resume
 from core.ownership import write_if_owner
-from core.task_attempt import TaskAttempt
+from core.runtime import TaskQueue
+from core.task_attempt import TaskAttempt, read_payload
+from core.vocabulary import Id
 
 FIELD = "prediction"
 Ref = firestore.DocumentReference
@@ -186,10 +191,8 @@ def start(
         job.update(leaseExpiresAt=_waiting_lease(record.get("createdAt")))
         return pid
     t = now()
-    # a new prediction after one that failed (a retry) counts on from its attempt
-    attempt = int(record.get("attempt") or 0) + 1 if record is not None else 0
     intent = {"state": CREATING, "provider": provider, "kind": kind, "id": None, "createdAt": t,
-              "attempt": attempt}  # fmt: skip
+              "attempt": attempt_of_start(job.data, slot)}  # fmt: skip
     lease = {"leaseExpiresAt": _waiting_lease(t)}
     job.modify(lambda current: {**_put(current, slot, intent), **lease})
     pid = create(webhook_for(base, job, slot))
@@ -198,6 +201,16 @@ def start(
     job.log("prediction created; waiting for its callback", predictionId=pid, provider=provider,
             slot=slot)  # fmt: skip
     return pid
+
+
+def attempt_of_start(data: Mapping[str, Any], slot: str | None = None) -> int:
+    """The attempt number of the prediction `start` leaves `slot` waiting for (pure): a
+    pending record's own; after one that failed (a retry), one more; else 0."""
+    record = record_of(data, slot)
+    if record is None:
+        return 0
+    attempt = int(record.get("attempt") or 0)
+    return attempt if record.get("state") in PENDING_STATES else attempt + 1
 
 
 def created(
@@ -213,6 +226,29 @@ def created(
     return {**_put(data, slot, waiting), **lease}
 
 
+class SlotTask(BaseModel):
+    """What a task about one job's prediction carries (`providerpoll`, `reconcileprediction`)."""
+
+    collection: str = Field(min_length=1, max_length=100)
+    job_id: Id
+    slot: Id | None = None
+
+
+def read_slot_task(
+    req: https_fn.CallableRequest[Any], queue: TaskQueue, finishers: Finishers
+) -> tuple[SlotTask, Finishing, Ref] | None:
+    """A slot task's payload, the `Finishing` of its collection and its job; None (logged)
+    for a malformed payload or a collection nobody finishes (retrying cannot fix either)."""
+    task = read_payload(SlotTask, req, queue)
+    if task is None:
+        return None
+    registered = finishers.get(task.collection)
+    if registered is None:
+        logger.error(f"{queue.name} for a collection nobody finishes", collection=task.collection)
+        return None
+    return task, finishing(registered), db().collection(task.collection).document(task.job_id)
+
+
 def poll_later(job: Holder, slot: str | None = None, *, chain: str) -> None:
     """Queue the first short `providerpoll` attempt for a poll-only provider's generation
     (its task id is deterministic: a re-run with the same `chain`, e.g. the job's claim
@@ -220,7 +256,7 @@ def poll_later(job: Holder, slot: str | None = None, *, chain: str) -> None:
     from core import runtime
     from core.tasks import enqueue
 
-    payload = {"collection": job.collection, "job_id": job.id, "slot": slot}
+    payload = SlotTask(collection=job.collection, job_id=job.id, slot=slot).model_dump()
     task_id = f"{job.id}-poll-{slot or 'main'}-{chain}"
     if not enqueue(runtime.PROVIDER_POLL, payload, task_id=task_id, delay_s=runtime.POLL_DELAY_S):
         job.log("provider poll already queued", taskId=task_id)

@@ -110,11 +110,8 @@ PROVIDER_WEBHOOK = {
     **GENERATION_JOB,
     "secrets": [*config.PROVIDER_SECRETS, config.REPLICATE_WEBHOOK_SECRET],
 }
-# The sweep asks the provider about predictions whose callback never arrived.
-SWEEP = {
-    **runtime("api", memory=options.MemoryOption.GB_1, cpu=1, timeout_sec=540, max_instances=1),
-    "secrets": config.PROVIDER_SECRETS,
-}
+# The sweep only reads and queues (re-drives, reconciles): it asks no provider itself.
+SWEEP = runtime("api", memory=options.MemoryOption.GB_1, cpu=1, timeout_sec=540, max_instances=1)
 
 # --- task queues -----------------------------------------------------------------------
 # One scene of a multi-video job per task; it may run past the 540 s event limit and stays
@@ -150,6 +147,19 @@ PROVIDER_POLL = TaskQueue(
     dispatch_deadline_s=540,
 )
 POLL_DELAY_S = 10
+# One prediction whose callback never arrived, found by the sweep (handlers/reconcile.py): ask
+# the provider once, then finish the job as its callback would have (a download and an upload)
+# or give up at the deadline. A provider that cannot be asked is asked again after the backoff;
+# after the last attempt the next sweep queues it again.
+RECONCILE = TaskQueue(
+    "reconcileprediction",
+    retry=options.RetryConfig(
+        max_attempts=4, min_backoff_seconds=15, max_backoff_seconds=120, max_doublings=3
+    ),
+    rate_limits=options.RateLimits(max_concurrent_dispatches=10),
+    resources=GENERATION_JOB,
+    dispatch_deadline_s=540,
+)
 # One step (a segment, or the stitch) of a long-form job per task.
 LONGFORM_STEP = TaskQueue(
     "longformstep",

@@ -131,7 +131,7 @@ def generate(job: Job, spec: CreationSpec) -> dict[str, Any] | None:
     provider = get_provider("video", choice)
     job.progress(5, provider=provider.name)
     request = _request(spec)
-    if registry.hand_off_video(job, provider, request):
+    if registry.hand_off_video(job, provider, request, chain=str(job.attempts)):
         job.log("creation waiting for its prediction; the worker ends", provider=provider.name)
         return None
     with work_dir(f"creation-{job.id}") as tmp:

@@ -6,9 +6,10 @@ Each task (`handle_step`) resumes the claim and generates ONE scene (providers/c
 records it in `clips` (never twice: the clip list, then the stored object, are checked
 first) and enqueues the next scene of its lane; the step that records the last scene
 completes the job. The task attempt (core/task_attempt.py) settles failures. With a provider
-that calls back, a step records its scene's prediction (slot = scene number) and ends;
-`finish_scene` stores the clip and goes on from the callback, or has a retryable failure
-made again by a new step (bounded by the queue's attempts) (docs/webhooks.md).
+that calls back, or one polled from short `providerpoll` attempts (Veo), a step records its
+scene's prediction (slot = scene number) and ends; `finish_scene` stores the clip and goes
+on from the callback or the poll, or has a retryable failure made again by a new step
+(bounded by the queue's attempts) (docs/webhooks.md).
 docs/video-jobs.md, "Why steps, and how".
 """
 
@@ -37,7 +38,7 @@ from core.vocabulary import (
     require_unique_scene_numbers,
 )
 from providers import registry
-from providers.base import CallbackProvider, MediaProvider
+from providers.base import MediaProvider
 from providers.clips import (
     Clip,
     ClipOptions,
@@ -45,7 +46,6 @@ from providers.clips import (
     choose_provider,
     clip_request,
     fetch_seed_image,
-    generate_clip,
     probed_clip,
 )
 
@@ -165,12 +165,9 @@ def run_scene(job: Job, spec: MultiVideoJob, scene_number: int) -> None:
         path = scene_object_path(spec.user_id, job.id, scene_number)
         clip = _stored_clip(path, scene_number)
         if clip is None:
-            provider = choose_provider(spec.provider)
-            calling_back = registry.callbacks(provider)
-            if calling_back is not None:  # finish_scene goes on from the callback
-                _start_scene(job, spec, scene, index, calling_back)
+            clip = _generate(job, spec, scene, index, path, choose_provider(spec.provider))
+            if clip is None:  # handed off: finish_scene goes on from the callback or poll
                 return
-            clip = _generate(job, spec, scene, index, path, provider)
         else:
             job.log(
                 "scene found in Storage; recorded without generating it again", scene=scene_number
@@ -241,9 +238,15 @@ def _go_on(job: Job, scenes: list[SceneSpec], index: int, state: Mapping[str, An
         _enqueue(job, scenes[index + parallel].scene_number)
 
 
-def _start_scene(
-    job: Job, spec: MultiVideoJob, scene: SceneSpec, index: int, provider: CallbackProvider
-) -> None:
+def scene_object_path(user_id: str, job_id: str, scene_number: int) -> str:
+    return f"users/{user_id}/multi_videos/{job_id}/scene-{scene_number}.mp4"
+
+
+def _generate(
+    job: Job, spec: MultiVideoJob, scene: SceneSpec, index: int, path: str, provider: MediaProvider
+) -> dict[str, Any] | None:
+    """The scene's clip entry, generated in-process; None when its generation was handed off
+    (the scene's prediction is recorded, slot = scene number: registry.hand_off_video)."""
     with work_dir(f"multi-{job.id}-{scene.scene_number}") as tmp:
         seed = fetch_seed_image(
             scene.seed_image_url, tmp / "seed-image", field=f"scenes[{index}].seed_image_url"
@@ -255,34 +258,11 @@ def _start_scene(
             aspect_ratio=spec.aspect_ratio,
             resolution=spec.resolution,
         )
-        predictions.start(
-            job, provider.name, "video", registry.webhook_url(),
-            lambda hook: provider.start_video(request, hook), slot=str(scene.scene_number),
-        )  # fmt: skip
-
-
-def scene_object_path(user_id: str, job_id: str, scene_number: int) -> str:
-    return f"users/{user_id}/multi_videos/{job_id}/scene-{scene_number}.mp4"
-
-
-def _generate(
-    job: Job, spec: MultiVideoJob, scene: SceneSpec, index: int, path: str, provider: MediaProvider
-) -> dict[str, Any]:
-    with work_dir(f"multi-{job.id}-{scene.scene_number}") as tmp:
-        seed = fetch_seed_image(
-            scene.seed_image_url, tmp / "seed-image", field=f"scenes[{index}].seed_image_url"
-        )
+        slot = str(scene.scene_number)
+        if registry.hand_off_video(job, provider, request, chain=str(job.attempts), slot=slot):
+            return None
         job.update()
-        clip = generate_clip(
-            provider,
-            image=seed,
-            prompt=scene.description,
-            duration_s=scene.duration,
-            aspect_ratio=spec.aspect_ratio,
-            resolution=spec.resolution,
-            work=tmp,
-        )
-        return _store_scene(job, scene, path, clip)
+        return _store_scene(job, scene, path, probed_clip(provider.generate_video(request, tmp)))
 
 
 def _store_scene(job: Job, scene: SceneSpec, path: str, clip: Clip) -> dict[str, Any]:

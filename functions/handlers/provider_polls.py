@@ -14,32 +14,18 @@ from __future__ import annotations
 from typing import Any
 
 from firebase_functions import https_fn, logger
-from pydantic import BaseModel, Field
 
 from core import predictions, runtime
-from core.clients import db
 from core.errors import JobError
-from core.task_attempt import NotYet, TaskAttempt, read_payload
-from core.vocabulary import Id
+from core.task_attempt import NotYet, TaskAttempt
 from providers import registry
 
 
-class PollPayload(BaseModel):
-    collection: str = Field(min_length=1, max_length=100)
-    job_id: Id
-    slot: Id | None = None
-
-
 def handle(req: https_fn.CallableRequest[Any], finishers: predictions.Finishers) -> None:
-    task = read_payload(PollPayload, req, runtime.PROVIDER_POLL)
-    if task is None:
+    found = predictions.read_slot_task(req, runtime.PROVIDER_POLL, finishers)
+    if found is None:
         return
-    registered = finishers.get(task.collection)
-    if registered is None:
-        logger.error("provider poll for a collection nobody finishes", collection=task.collection)
-        return
-    finisher = predictions.finishing(registered)
-    ref = db().collection(task.collection).document(task.job_id)
+    task, finisher, ref = found
     data = ref.get().to_dict() or {}
     record = predictions.record_of(data, task.slot)
     if (

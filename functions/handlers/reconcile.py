@@ -1,11 +1,14 @@
 """Reconciling predictions whose callback never arrived (callbacks get lost).
 
-Called by the sweep (main.py) before it judges leases. For every job waiting for a
-prediction (core/predictions.py) longer than WEBHOOK_RECONCILE_AFTER_SECONDS, it asks the
-provider (`GET /v1/predictions/{id}`): an ended prediction finishes the job exactly as its
+The sweep (main.py) only finds them: `queue_lost` queues one `reconcileprediction` task
+(core/runtime.py `RECONCILE`) per job and slot whose prediction has waited longer than
+WEBHOOK_RECONCILE_AFTER_SECONDS, so one slow provider or finish holds no sweep. The task
+(`handle_task`) decides again on the record as it is then and settles it: it asks the
+provider (`GET /v1/predictions/{id}`); an ended prediction finishes the job exactly as its
 callback would have; one still running past PROVIDER_TIMEOUT_SECONDS is canceled and the job
 fails `provider-timeout`; a create left in doubt (no id recorded) fails the same way at the
-deadline if no callback adopted it. docs/webhooks.md.
+deadline if no callback adopted it. The task attempt retries a provider that cannot be asked;
+a permanent error fails the job. docs/webhooks.md.
 """
 
 from __future__ import annotations
@@ -14,17 +17,22 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from firebase_functions import logger
+from firebase_functions import https_fn, logger
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from core import config, predictions
+from core import config, predictions, runtime
 from core.clients import db
-from core.errors import TransientProviderError
+from core.errors import JobError, TransientProviderError
 from core.lifecycle import now
+from core.task_attempt import TaskAttempt
 from providers import registry
 
 Decision = Literal["wait", "ask", "give-up"]
+ROUND_S = 60
+"""A reconcile round: sweeps of one round (a duplicate run, a retried schedule) queue one task
+per slot; a later sweep, one round on (the schedule is every 5 minutes), may ask again about a
+prediction still running."""
 
 
 def decide(record: Mapping[str, Any], at: datetime, after: timedelta, limit: timedelta) -> Decision:
@@ -42,32 +50,91 @@ def decide(record: Mapping[str, Any], at: datetime, after: timedelta, limit: tim
     return "ask" if age >= after else "wait"
 
 
-def reconcile_predictions(finishers: predictions.Finishers, at: datetime | None = None) -> int:
-    """Settle what can be settled; how many jobs it finished or failed."""
+def task_id(
+    collection: str, job_id: str, slot: str | None, record: Mapping[str, Any], at: datetime
+) -> str:
+    """The reconcile task of one slot's prediction in the round of `at` (pure)."""
+    attempt, round_number = int(record.get("attempt") or 0), int(at.timestamp()) // ROUND_S
+    return f"{collection}-{job_id}-reconcile-{slot or 'main'}-{attempt}-{round_number}"
+
+
+def queue_lost(finishers: predictions.Finishers, at: datetime | None = None) -> int:
+    """The sweep's part: queue a reconcile task for every prediction to ask about or to give
+    up on; how many it queued (a task already queued this round is not counted)."""
     t = at or now()
-    after = timedelta(seconds=int(config.WEBHOOK_RECONCILE_AFTER_SECONDS.value))
-    limit = predictions.deadline()
-    settled = 0
+    after, limit = _bounds()
+    queued = 0
     for collection, registered in finishers.items():
-        finisher = predictions.finishing(registered)
-        waiting = list(finisher.waiting_statuses)
+        waiting = list(predictions.finishing(registered).waiting_statuses)
         query = db().collection(collection).where(filter=FieldFilter("status", "in", waiting))
         for snap in query.stream():
             for slot, record in predictions.records(snap.to_dict() or {}).items():
+                if decide(record, t, after, limit) == "wait":
+                    continue
+                tid = task_id(collection, snap.id, slot, record, t)
                 try:
-                    decision = decide(record, t, after, limit)
-                    if _settle(snap.reference, record, finisher, decision, t, limit, slot):
-                        settled += 1
-                except Exception as exc:  # one job's trouble must not stop the sweep
-                    logger.error(
-                        "could not reconcile a prediction",
-                        jobId=snap.id,
-                        collection=collection,
-                        slot=slot,
-                        error=repr(exc),
-                    )
-    logger.info("predictions reconciled", settled=settled)
-    return settled
+                    queued += _enqueue(collection, snap.id, slot, tid)
+                except Exception as exc:  # one enqueue's trouble must not stop the sweep
+                    logger.error("reconcile not queued; the next sweep tries again",
+                                 jobId=snap.id, collection=collection, slot=slot,
+                                 error=repr(exc))  # fmt: skip
+    logger.info("lost callbacks queued for reconciling", queued=queued)
+    return queued
+
+
+def _enqueue(collection: str, job_id: str, slot: str | None, tid: str) -> bool:
+    from core.tasks import enqueue
+
+    payload = predictions.SlotTask(collection=collection, job_id=job_id, slot=slot).model_dump()
+    return enqueue(runtime.RECONCILE, payload, task_id=tid)
+
+
+def handle_task(req: https_fn.CallableRequest[Any], finishers: predictions.Finishers) -> None:
+    """`reconcileprediction`: settle one slot's prediction (see the module docstring)."""
+    found = predictions.read_slot_task(req, runtime.RECONCILE, finishers)
+    if found is None:
+        return
+    task, finisher, ref = found
+    TaskAttempt.of(req, runtime.RECONCILE).run(
+        lambda: settle(ref, task.slot, finisher),
+        finish=lambda error: _unsettled(ref, task.slot, finisher, error),
+        log={"jobId": task.job_id, "collection": task.collection, "slot": task.slot},
+    )
+
+
+def settle(
+    ref: firestore.DocumentReference,
+    slot: str | None,
+    finisher: predictions.Finishing,
+    at: datetime | None = None,
+) -> bool:
+    """Decide on the slot's record as it is now and carry it out; True when it finished or
+    failed the job (a callback or another task may have settled it since the sweep)."""
+    data = ref.get().to_dict() or {}
+    record = predictions.record_of(data, slot)
+    if record is None or data.get("status") not in finisher.waiting_statuses:
+        return False
+    t = at or now()
+    after, limit = _bounds()
+    return _settle(ref, record, finisher, decide(record, t, after, limit), t, limit, slot)
+
+
+def _unsettled(
+    ref: firestore.DocumentReference,
+    slot: str | None,
+    finisher: predictions.Finishing,
+    error: JobError,
+) -> None:
+    """A reconcile that failed for good: a permanent error (the recorded provider cannot be
+    asked at all) fails the job; a retryable one, after the last attempt, is left to the
+    next sweep (the job's lease still covers the provider's deadline)."""
+    ids = {"jobId": ref.id, "slot": slot, "errorCode": error.code, "error": error.message}
+    if error.retryable:
+        logger.error("could not reconcile a prediction; the next sweep queues it again", **ids)
+        return
+    record = predictions.record_of(ref.get().to_dict() or {}, slot) or {}
+    if finisher.give_up(ref, str(record.get("id") or "") or None, slot, error):
+        logger.error("a prediction that cannot be reconciled failed its job", **ids)
 
 
 def _settle(
@@ -99,6 +166,12 @@ def _settle(
         code="provider-timeout",
     )
     return finisher.give_up(ref, pid, slot, error)
+
+
+def _bounds() -> tuple[timedelta, timedelta]:
+    """How late a callback may be before the provider is asked, and the provider's deadline."""
+    after = timedelta(seconds=int(config.WEBHOOK_RECONCILE_AFTER_SECONDS.value))
+    return after, predictions.deadline()
 
 
 def _kind(record: Mapping[str, Any]) -> registry.Kind:

@@ -66,7 +66,7 @@ def generate_scene_video(job: Job, spec: VideoJob) -> None:
             aspect_ratio=spec.aspect_ratio,
             resolution=spec.resolution,
         )
-        if registry.hand_off_video(job, provider, request):
+        if registry.hand_off_video(job, provider, request, chain=str(job.attempts)):
             return  # recorded: a callback or the providerpoll attempts go on
         clip = probed_clip(provider.generate_video(request, tmp))
         _store(job, spec, clip)

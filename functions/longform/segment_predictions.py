@@ -69,26 +69,15 @@ class _Step:
 def start(run: StepRun, spec: LongFormJob, index: int, provider: MediaProvider) -> bool:
     """Record segment `index`'s prediction and let the step end; False when the provider
     neither calls back nor is polled from tasks (the step generates in-process)."""
-    calling_back, polled = registry.callbacks(provider), registry.polled(provider)
-    if calling_back is None and polled is None:
+    if not registry.hands_off(provider):
         return False
-    step, slot = _Step(run), str(index)
     with work_dir(f"longform-{run.job_id}-{index}") as tmp:
         seed = seed_frame(run.job, index, tmp) if index > 0 else None
-        request = spec.segment_request(index, seed)
-        if calling_back is not None:
-            predictions.start(
-                step, provider.name, "video", registry.webhook_url(),
-                lambda hook: calling_back.start_video(request, hook), slot=slot,
-            )  # fmt: skip
-        elif polled is not None:
-            predictions.start(
-                step, provider.name, "video", "", lambda _: polled.begin_video(request), slot=slot
-            )
-            record = predictions.record_of(run.job, slot) or {}
-            # one poll chain per prediction: a replay or a retried prediction queues its own
-            chain = f"{run.replay}-{int(record.get('attempt') or 0)}"
-            predictions.poll_later(step, slot, chain=chain)
+        # one poll chain per prediction: a replay or a retried prediction queues its own
+        registry.hand_off_video(
+            _Step(run), provider, spec.segment_request(index, seed), chain=str(run.replay),
+            slot=str(index),
+        )  # fmt: skip
     return True
 
 

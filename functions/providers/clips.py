@@ -121,27 +121,6 @@ def fetch_seed_image(url: str, dest: Path, *, field: str) -> Path:
     return dest
 
 
-def generate_clip(
-    provider: MediaProvider,
-    *,
-    image: Path | None,
-    prompt: str,
-    duration_s: float,
-    aspect_ratio: AspectRatio,
-    resolution: Resolution | None,
-    work: Path,
-) -> Clip:
-    """Image-to-video with `provider`; the output is probed and must contain video."""
-    request = clip_request(
-        image=image,
-        prompt=prompt,
-        duration_s=duration_s,
-        aspect_ratio=aspect_ratio,
-        resolution=resolution,
-    )
-    return probed_clip(provider.generate_video(request, work))
-
-
 def clip_request(
     *,
     image: Path | None,

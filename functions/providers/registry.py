@@ -19,9 +19,9 @@ so request validation (callables, job documents) refuses what the model would re
 `callbacks(provider)` and `polled(provider)` are the one place that chooses how a generation
 ends: by a callback (Replicate, when PROVIDER_WEBHOOK_URL is set), by short task attempts
 that poll (Veo, when POLL_FROM_TASKS is on), or (both None) polled in-process (the `local`
-provider, OpenAI, or nothing configured). `hand_off_video` applies that choice to a job's
-video generation (records the prediction, core/predictions.py). `collector(name)` builds it
-again where the generation is finished.
+provider, OpenAI, or nothing configured); `hands_off` says whether it is one of the first two.
+`hand_off_video` applies that choice to a job's video generation (records the prediction,
+core/predictions.py). `collector(name)` builds it again where the generation is finished.
 
 Base URLs come from env REPLICATE_BASE_URL / OPENAI_BASE_URL / GEMINI_BASE_URL (unset
 in production; the local stack and tests point the SDKs at the fake provider API).
@@ -44,7 +44,7 @@ from providers.base import (
 )
 
 if TYPE_CHECKING:
-    from core.lifecycle import Job
+    from core.predictions import Holder
 
 Kind = Literal["image", "video"]
 PROVIDERS = ("local", "replicate", "openai", "veo")
@@ -85,25 +85,38 @@ def polled(provider: MediaProvider) -> PolledProvider | None:
     return provider if isinstance(provider, PolledProvider) else None
 
 
-def hand_off_video(job: Job, provider: MediaProvider, request: VideoRequest) -> bool:
-    """Start `job`'s video generation so that no instance waits for it: True when it was
-    handed off (the prediction is recorded, the invocation may end; a callback or the
-    `providerpoll` attempts finish it), False when `provider` must be polled in-process."""
+def hands_off(provider: MediaProvider) -> bool:
+    """Does `provider`'s generation end without an instance waiting for it?"""
+    return callbacks(provider) is not None or polled(provider) is not None
+
+
+def hand_off_video(
+    job: Holder, provider: MediaProvider, request: VideoRequest, *, chain: str,
+    slot: str | None = None,
+) -> bool:  # fmt: skip
+    """Start `job`'s video generation (of `slot`) so that no instance waits for it: True when
+    it was handed off (the prediction is recorded, the invocation may end; a callback or the
+    `providerpoll` attempts finish it), False when `provider` must be polled in-process.
+    `chain` names the poll chain (e.g. the job's claim attempt); a slot's chain also carries
+    its prediction's attempt, so a prediction made again is polled by a chain of its own."""
     from core import predictions
 
     calling_back = callbacks(provider)
     if calling_back is not None:  # the callback (handlers/provider_webhooks.py) goes on
         predictions.start(
             job, provider.name, "video", webhook_url(),
-            lambda hook: calling_back.start_video(request, hook),
+            lambda hook: calling_back.start_video(request, hook), slot=slot,
         )  # fmt: skip
         return True
     poll = polled(provider)
     if poll is None:
         return False
     # short providerpoll attempts (handlers/provider_polls.py) go on
-    predictions.start(job, provider.name, "video", "", lambda _: poll.begin_video(request))
-    predictions.poll_later(job, chain=str(job.attempts))
+    attempt = predictions.attempt_of_start(job.data, slot)
+    predictions.start(
+        job, provider.name, "video", "", lambda _: poll.begin_video(request), slot=slot
+    )
+    predictions.poll_later(job, slot, chain=chain if slot is None else f"{chain}-{attempt}")
     return True
 
 

@@ -164,11 +164,55 @@ def test_a_lost_callback_is_reconciled_by_the_sweep(webhooks, provider_api, db, 
                    60, what="the prediction ended")  # fmt: skip
         assert ref.get().to_dict()["status"] == "processing", "no callback: still waiting"
         assert webhooks.run_scheduled("sweep_stuck_jobs") == 200
-        final = watch.wait_terminal(60)
+        final = watch.wait_terminal(120)
     assert final["status"] == "completed", final.get("error")
     assert provider_api.callbacks_for(record["id"]) == []
-    assert len(provider_api.requests_to(f"/v1/predictions/{record['id']}", "GET")) >= 1
     assert provider_api.creates_for(doc["text"]) == 1
+    # the sweep only queued: one reconcile task asked the provider once and finished the job
+    (task,) = reconcile_tasks(webhooks, ref.id)
+    assert task.startswith(f"{VIDEOS}-{ref.id}-reconcile-main-0-")
+    assert task_statuses(webhooks, task) == [200]
+    assert len(provider_api.requests_to(f"/v1/predictions/{record['id']}", "GET")) == 1
+
+
+def reconcile_tasks(stack: LocalStack, job_id: str) -> set[str]:
+    """The ids of the `reconcileprediction` tasks queued for this job (settled or not: the
+    job is finished before its task answers)."""
+    return {t.task_id for t in stack.tasks.tasks()
+            if t.function == "reconcileprediction" and job_id in t.task_id}  # fmt: skip
+
+
+def test_a_scene_whose_callback_is_lost_is_reconciled_by_a_task_the_sweep_queues(
+    webhooks: LocalStack, provider_api: FakeProviderAPI, db, bucket, seed_url
+):
+    tag = uuid.uuid4().hex[:8]
+    scenes = [scene(1, seed_url, f"pier {tag} scene 1"),
+              scene(2, seed_url, f"pier {tag} scene 2 [api:never]")]  # fmt: skip
+    job_id, doc = job_document("multi_video_jobs", "user-hooks", scenes=scenes,
+                               provider="replicate", resolution="480p")  # fmt: skip
+    ref = db.collection("multi_video_jobs").document(job_id)
+
+    def lost_scene() -> bool:
+        data = ref.get().to_dict() or {}
+        record = (data.get("slot_predictions") or {}).get("2") or {}
+        scene_1 = {c["scene_number"] for c in data.get("clips") or []} == {1}
+        return scene_1 and record.get("state") == "waiting"
+
+    with DocWatcher(ref) as watch:
+        ref.set(doc)
+        wait_until(lost_scene, 120, what="scene 1 stored, scene 2 waiting for its callback")
+        (lost,) = provider_api.predictions_for(scenes[1]["description"])
+        wait_until(lambda: lost.status == "succeeded", 60, what="scene 2's prediction ended")
+        assert webhooks.run_scheduled("sweep_stuck_jobs") == 200
+        final = watch.wait_terminal(120)
+    assert final["status"] == "completed", final.get("error")
+    assert [c["scene_number"] for c in final["clips"]] == [1, 2]
+    assert bucket.blob(final["clips"][1]["video_path"]).exists()
+    assert provider_api.callbacks_for(lost.id) == []
+    assert provider_api.creates_for(scenes[1]["description"]) == 1
+    (task,) = reconcile_tasks(webhooks, job_id)
+    assert task.startswith(f"multi_video_jobs-{job_id}-reconcile-2-0-")
+    assert task_statuses(webhooks, task) == [200]
 
 
 def test_a_refused_prediction_fails_the_job_from_its_callback(webhooks, db, seed_url):
@@ -263,6 +307,39 @@ def test_a_scene_prediction_that_fails_retryably_is_made_again_and_the_job_compl
     assert record["attempt"] == 1
     assert {r["state"] for r in final["slot_predictions"].values()} == {"done"}
     assert task_statuses(webhooks, f"{job_id}-scene-{again}-again-1") == [200]
+
+
+def test_multi_video_scenes_on_a_poll_only_provider_are_polled_from_short_task_attempts(
+    webhooks: LocalStack, provider_api: FakeProviderAPI, db, bucket, seed_url, tmp_path
+):
+    """Veo scenes: each scene's step records its operation (slot = scene number) and ends;
+    its `providerpoll` chain looks once per attempt and hands it to `finish_scene`, which
+    stores the clip and queues the lane's next scene. Every look at an operation is one
+    poll attempt: no instance polled."""
+    tag = uuid.uuid4().hex[:8]
+    scenes = [scene(n, seed_url, f"veo harbour {tag} scene {n}", duration=4.0) for n in (1, 2, 3)]
+    job_id, doc = job_document("multi_video_jobs", "user-hooks", scenes=scenes,
+                               provider="veo", resolution="720p")  # fmt: skip
+    final, _ = run_job(db.collection("multi_video_jobs").document(job_id), doc, 300)
+    assert final["status"] == "completed", final.get("error")
+    assert [c["scene_number"] for c in final["clips"]] == [1, 2, 3]
+    assert {r["state"] for r in final["slot_predictions"].values()} == {"done"}
+    for c in final["clips"]:
+        local = tmp_path / f"scene-{c['scene_number']}.mp4"
+        bucket.blob(c["video_path"]).download_to_filename(str(local))
+        info = probe(local)
+        assert info.video is not None and info.video.codec == "h264"
+        assert abs(info.duration_s - 4.0) <= 2 / 24 and abs(c["duration"] - info.duration_s) < 0.01
+    for s in scenes:
+        n = s["scene_number"]
+        (operation,) = provider_api.predictions_for(s["description"])  # one create per scene
+        assert final["slot_predictions"][str(n)]["id"].endswith(operation.id)
+        polls = task_statuses(webhooks, f"{job_id}-poll-{n}-1-0")
+        assert polls[-1] < 300 and set(polls[:-1]) <= {503}, f"scene {n}: {polls}"
+        looks = [r for r in provider_api.requests_to(":fetchPredictOperation", "POST")
+                 if str((r.json or {}).get("operationName", "")).endswith(operation.id)]  # fmt: skip
+        assert len(looks) == len(polls), f"scene {n}: one look per poll attempt, none elsewhere"
+        assert task_statuses(webhooks, f"{job_id}-scene-{n}") == [200], "the step ended at once"
 
 
 def test_a_poll_only_provider_is_polled_from_short_task_attempts(

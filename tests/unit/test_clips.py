@@ -14,7 +14,8 @@ from providers.clips import (
     Clip,
     check_duration,
     choose_provider,
-    generate_clip,
+    clip_request,
+    probed_clip,
     resolution_for,
 )
 from providers.local import LocalProvider
@@ -80,15 +81,14 @@ class SilentProvider:
 
 
 def two_second_clip(provider: object, tmp_path: Path) -> Clip:
-    return generate_clip(
-        provider,  # type: ignore[arg-type]
+    request = clip_request(
         image=None,
         prompt="a calm sea",
         duration_s=2.0,  # the video model's shortest (SeeDance: 2 to 12 whole seconds)
         aspect_ratio="16:9",
         resolution="480p",
-        work=tmp_path,
     )
+    return probed_clip(provider.generate_video(request, tmp_path))  # type: ignore[attr-defined]
 
 
 def test_a_clip_is_probed_and_must_contain_video(tmp_path: Path) -> None:

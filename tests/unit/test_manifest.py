@@ -40,6 +40,7 @@ EXPECTED = {
     "generateapi": ("https", None),
     "providerwebhook": ("https", None),
     "providerpoll": ("task", None),
+    "reconcileprediction": ("task", None),
     "creationworker": ("task", None),
     "cleanup_deleted_creation": ("firestore_deleted", "creations/{creation_id}"),
     "handle_video_upload": ("storage", None),
@@ -127,7 +128,9 @@ def test_only_the_callback_binds_the_webhook_secret(manifest: dict):
         in {s["key"] for s in ep.get("secretEnvironmentVariables", [])}
     }
     assert binding == {"providerwebhook"}
-    sweep = {
-        s["key"] for s in manifest["endpoints"]["sweep_stuck_jobs"]["secretEnvironmentVariables"]
+    reconciler = {
+        s["key"] for s in manifest["endpoints"]["reconcileprediction"]["secretEnvironmentVariables"]
     }
-    assert "REPLICATE_API_TOKEN" in sweep, "the reconciler asks Replicate about lost callbacks"
+    assert "REPLICATE_API_TOKEN" in reconciler, "the reconciler asks Replicate about lost callbacks"
+    sweep = manifest["endpoints"]["sweep_stuck_jobs"].get("secretEnvironmentVariables") or []
+    assert sweep == [], "the sweep only queues: it asks no provider itself"

@@ -173,3 +173,18 @@ def test_a_plain_finisher_is_finished_as_a_lifecycle_job(fake: FakeFirestore) ->
     assert finishing.give_up(ref, "p1", None, error) is True
     stored = fake.data("video_generation_jobs/j1") or {}
     assert stored["status"] == "failed" and stored["error"]["code"] == "provider-timeout"
+
+
+@pytest.mark.parametrize(
+    ("record", "attempt"),
+    [
+        (None, 0),  # the slot's first prediction
+        ({"state": "waiting", "id": "p", "attempt": 2}, 2),  # a re-run waits for that one
+        ({"state": "creating", "id": None, "attempt": 1}, 1),
+        ({"state": "failed", "id": "p", "attempt": 2}, 3),  # made again: one more
+        ({"state": "done", "id": "p"}, 1),
+    ],
+)
+def test_the_attempt_a_start_leaves_a_slot_waiting_for(record: Any, attempt: int) -> None:
+    data = {"slot_predictions": {"3": record}} if record is not None else {}
+    assert predictions.attempt_of_start(data, "3") == attempt

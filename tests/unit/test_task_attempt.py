@@ -163,6 +163,7 @@ def test_every_retry_config_and_rate_limit_is_declared_in_core_runtime() -> None
     assert {q.name for q in queues} == {
         "multivideostep", "longformstep", "creationworker", "streamcontinue", "generatequality",
         "providerpoll",
+        "reconcileprediction",
         "redrivework",
         "streamassets",
     }  # fmt: skip
