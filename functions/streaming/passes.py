@@ -58,6 +58,7 @@ def run_pass(
             stream.src,
             tmp,
             stream.live,
+            grid=grid,
             preset=LIVE_PRESET,
             tune=LIVE_TUNE,
             start_number=start,

@@ -18,6 +18,7 @@ import urllib.parse
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from google.cloud.storage import Bucket
 
 from devtools.media_factory import make_audio, make_clip
 from local_stack.stack import LocalStack
+from media.hls.ladder import SegmentGrid
 from tests.support.media import keyframe_times, probe_json
 from tests.support.stack import backdate, duplicate_events, task_attempts
 from tests.watch import DocWatcher, wait_until
@@ -38,6 +40,7 @@ pytestmark = pytest.mark.stack
 
 USER = "stream-user"
 FINAL = ("complete", "failed")
+GRID_30 = SegmentGrid(Fraction(30))  # the stream grid of the 30 fps clips below
 
 
 # --------------------------------------------------------------------------- helpers
@@ -293,7 +296,8 @@ def test_1080p_upload_is_playable_early_and_upgrades_to_1080p(
     assert uris(own) == uris(live) == [f"seg_{i:05d}.ts" for i in range(len(live.segments))]
     durations = [s.duration for s in live.segments]
     assert durations == [s.duration for s in own.segments]
-    assert durations[0] == pytest.approx(1.0) and max(durations) <= live.target_duration == 2
+    assert durations == pytest.approx(GRID_30.durations(6.0), abs=1e-3)
+    assert max(durations) <= live.target_duration == GRID_30.target_duration
     assert sum(durations) == pytest.approx(6.0, abs=0.05)
 
     # segments: IDR at every start, one GOP each, aligned across renditions, declared codecs
@@ -450,7 +454,8 @@ def test_variable_frame_rate_clip_becomes_constant_frames_on_the_grid(
     fps = doc["frameRate"]
     live = media_playlist(bucket, vid, "360p")
     assert live.is_endlist and live.target_duration == 2
-    assert live.segments[0].duration == pytest.approx(round(fps) / fps)
+    grid = SegmentGrid(Fraction(fps).limit_denominator(1001))
+    assert live.segments[0].duration == pytest.approx(grid.boundary_time(1), abs=1e-3)
     for path, seg in zip(
         download_segments(bucket, vid, "360p", live, media), live.segments, strict=True
     ):
@@ -551,7 +556,7 @@ def test_killed_encode_is_resumed_by_a_redelivery_or_redriven_by_the_sweep(
     live = media_playlist(bucket, vid_a, "720p")
     assert uris(live)[: len(before.segments)] == uris(before), "the stream only grew"
     assert uris(live) == [f"seg_{i:05d}.ts" for i in range(len(live.segments))]
-    assert [s.duration for s in live.segments] == pytest.approx([1.0] + [2.0] * 6 + [1.0])
+    assert [s.duration for s in live.segments] == pytest.approx(GRID_30.durations(14.0), abs=1e-3)
     starts = [
         segment_facts(p)["start"] for p in download_segments(bucket, vid_a, "720p", live, media)
     ]
@@ -693,7 +698,7 @@ def test_long_upload_path_continues_in_chunk_tasks(
     live = media_playlist(bucket, vid, "720p")
     own = media_playlist(bucket, vid, "1080p")
     assert live.is_endlist and own.playlist_type == "vod"
-    assert [s.duration for s in live.segments] == pytest.approx([1.0, 2.0, 2.0, 1.0])
+    assert [s.duration for s in live.segments] == pytest.approx(GRID_30.durations(6.0), abs=1e-3)
     assert [s.duration for s in own.segments] == [s.duration for s in live.segments]
     for name, playlist in (("720p", live), ("1080p", own)):
         files = download_segments(bucket, vid, name, playlist, media)

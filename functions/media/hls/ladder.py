@@ -21,8 +21,9 @@ from media.probe import MediaInfo, VideoStream
 SEGMENT_SECONDS = 2.0
 """Regular segment length (seconds)."""
 
-FIRST_SEGMENT_SECONDS = 1.0
-"""Length of segment 0: short, so the first playable segment exists as early as possible."""
+FIRST_SEGMENT_SECONDS = 0.5
+"""Length of segment 0: short, so the first playable segment exists as early as possible
+(encoding 0.5 s of 1080p30 takes about 0.29 s on 2 cores, 1 s about 0.42 s)."""
 
 FIRST_RUNG = 720
 """Short side of the rendition that is encoded live (when the source is at least that big)."""
