@@ -24,7 +24,7 @@ from media.hls.encode import (
 )
 from media.hls.ladder import Rendition, SegmentGrid, ladder_for, plan_ladder
 from media.hls.playlists import parse_media_playlist
-from media.hls.segmenter import SegmentFile, stream_segments
+from media.hls.segmenter import RunningEncode, SegmentFile, stream_segments
 from media.probe import probe
 from media.process import run_ffprobe
 
@@ -368,3 +368,17 @@ def test_preview_clips_of_different_timings_land_on_one_grid(tmp_path) -> None:
         total = sum(s.duration_s for s in segs)
         assert abs(total - probe(clip).duration_s) < 1 / 24 + 1e-3
         assert segs[0].name == f"clip{i:03d}_00000.ts"
+
+
+def test_a_running_encode_starts_at_once_and_stops_early(small_source, tmp_path) -> None:
+    (r,) = plan_ladder(640, 360, NTSC)
+    encode = RunningEncode(
+        hls_encode_args(small_source, tmp_path, r, preset=PRESET), tmp_path, timeout_s=60
+    )
+    assert encode.proc.poll() is None  # running before anyone asks for a segment
+    segments = encode.segments()
+    first = next(segments)
+    assert first.number == 0 and first.path.exists()
+    segments.close()  # the caller leaves after one segment: ffmpeg is stopped
+    assert encode.proc.poll() is not None
+    encode.stop()  # idempotent

@@ -31,6 +31,11 @@ FIRST_RUNG = 720
 HIGHER_RUNGS = (1080, 2160)
 """Short sides of the renditions encoded later by background tasks."""
 
+EXPECTED_UPLOAD = (1920, 1080, 30)
+"""Displayed width, height and fps of the upload the live encoder is started for before the
+probe answers (streaming/trigger.py): 1080p30 with audio, the common upload; 16:9 sources
+of 720p to 2160p at 30 fps get the same live rendition, any other source restarts it."""
+
 DEFAULT_AUDIO_KBPS = 128
 HIGH_FPS_FACTOR = 1.5
 TS_OVERHEAD = 1.1
@@ -146,6 +151,12 @@ def plan_ladder(
         if rung <= short and rung <= max_height:
             out.append(_rendition(src_width, src_height, rung, fps, audio, live=False, rung=rung))
     return out
+
+
+def expected_live(*, max_height: int = 2160) -> Rendition:
+    """The live rendition of `EXPECTED_UPLOAD` (with audio), as `plan_ladder` plans it."""
+    width, height, fps = EXPECTED_UPLOAD
+    return plan_ladder(width, height, fps, max_height=max_height)[0]
 
 
 def ladder_for(
