@@ -42,14 +42,20 @@ def pass_end(stream: LiveStream, media_s: float) -> int | None:
 
 
 def live_encode_args(
-    src: str, out_dir: Path, live: Rendition, start_number: int = 0, end_number: int | None = None
+    src: str,
+    out_dir: Path,
+    live: Rendition,
+    grid: SegmentGrid,
+    start_number: int = 0,
+    end_number: int | None = None,
 ) -> list[str]:
-    """The live encode's arguments (pure): `live` on its stream grid, the live x264 settings."""
+    """The live encode's arguments (pure): `live` on the stream's `grid`, the live x264
+    settings."""
     return hls_encode_args(
         src,
         out_dir,
         live,
-        grid=SegmentGrid(live.fps),
+        grid=grid,
         preset=LIVE_PRESET,
         tune=LIVE_TUNE,
         start_number=start_number,
@@ -82,7 +88,7 @@ def run_pass(
     with work_dir(f"live-{stream.run.video_id}") as tmp:
         encode = early
         if encode is None:
-            args = live_encode_args(stream.src, tmp, stream.live, start, end_number)
+            args = live_encode_args(stream.src, tmp, stream.live, grid, start, end_number)
             stream.mark("encodeStarted")
             encode = RunningEncode(args, tmp, timeout_s=encode_timeout(hard_limit_s, started))
         segments = encode.segments(start_s=grid.boundary_time(start))

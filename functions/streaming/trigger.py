@@ -29,6 +29,7 @@ from media.hls import publish
 from media.hls.ladder import Rendition, expected_live, ladder_for
 from media.hls.segmenter import RunningEncode
 from media.probe import MediaInfo, probe_url
+from streaming import document
 from streaming.claim import VideoRun, as_int, claim
 from streaming.failure import failing
 from streaming.live import LiveStream
@@ -106,7 +107,7 @@ def _stream_upload(run: VideoRun, obj: storage_fn.StorageObjectData, started: fl
     claimed = time.monotonic()
     src = storage.source_url(obj.name)
     with work_dir(f"early-{run.video_id}") as tmp:
-        early = None if run.resumed else _start_expected(src, tmp, started)
+        early = None if run.resumed else _start_expected(run, src, tmp, started)
         try:
             _stream_probed(run, src, size, started, claimed, early)
         finally:
@@ -123,13 +124,14 @@ class _EarlyStart:
     at: float  # monotonic
 
 
-def _start_expected(src: str, tmp: Path, started: float) -> _EarlyStart | None:
+def _start_expected(run: VideoRun, src: str, tmp: Path, started: float) -> _EarlyStart | None:
     """Start the live encode of the expected upload while the probe runs (nothing is
     published from it before the probe agrees and the master is written). Off with
     STREAM_EARLY_START=false, and with STREAM_OVERLAP_START=false (strict order)."""
     if not (config.STREAM_EARLY_START.value and config.STREAM_OVERLAP_START.value):
         return None
-    args = live_encode_args(src, tmp, expected_live(max_height=config.STREAM_MAX_HEIGHT.value))
+    live = expected_live(max_height=config.STREAM_MAX_HEIGHT.value)
+    args = live_encode_args(src, tmp, live, document.segment_grid(run.data, live.fps))
     at = time.monotonic()
     encode = RunningEncode(args, tmp, timeout_s=encode_timeout(EVENT_HARD_LIMIT_S, started))
     return _EarlyStart(args, encode, at)
@@ -146,7 +148,9 @@ def _stream_probed(
     info = probe_source(src, size)
     probed = time.monotonic()
     ladder = plan(info)
-    kept = early is not None and early.args == live_encode_args(src, early.encode.out, ladder[0])
+    kept = early is not None and early.args == live_encode_args(
+        src, early.encode.out, ladder[0], document.segment_grid(run.data, ladder[0].fps)
+    )
     if early is not None and not kept:
         early.encode.stop()  # the upload is not the expected one: start its own encode
         run.log("early live encode restarted", live=ladder[0].name, fps=float(ladder[0].fps))
