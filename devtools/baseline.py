@@ -17,7 +17,7 @@ from media.hls.encode import (
     scale_filter,
     video_codec_args,
 )
-from media.hls.ladder import FIRST_SEGMENT_SECONDS, SEGMENT_SECONDS, Rendition, SegmentGrid
+from media.hls.ladder import Rendition, SegmentGrid
 from media.hls.playlists import MEDIA_PLAYLIST_NAME, SEGMENT_PATTERN
 from media.process import run_ffmpeg
 
@@ -27,19 +27,18 @@ def baseline_encode_args(
     out_dir: str | Path,
     renditions: Sequence[Rendition],
     *,
-    segment_s: float = SEGMENT_SECONDS,
-    first_segment_s: float | None = FIRST_SEGMENT_SECONDS,
+    grid: SegmentGrid | None = None,
     preset: str = "veryfast",
     threads: int | None = None,
 ) -> list[str]:
     """Every rendition in one pass: `out_dir/<name>/index.m3u8` + `out_dir/<name>/seg_%05d.ts`
-    (the `<name>` folders must exist)."""
+    (the `<name>` folders must exist), on `grid` (None: the stream grid at their fps)."""
     if not renditions:
         raise ValueError("no renditions")
     fps = renditions[0].fps
     if any(r.fps != fps for r in renditions):
         raise ValueError("all renditions of an asset must share one frame rate")
-    grid = SegmentGrid(fps, segment_s, first_segment_s)
+    grid = grid or SegmentGrid(fps)
     out = Path(out_dir)
     labels = [f"v{i}" for i in range(len(renditions))]
     split = "".join(f"[s{i}]" for i in range(len(renditions)))
@@ -68,8 +67,7 @@ def run_baseline(
     renditions: Sequence[Rendition],
     *,
     timeout_s: float,
-    segment_s: float = SEGMENT_SECONDS,
-    first_segment_s: float | None = FIRST_SEGMENT_SECONDS,
+    grid: SegmentGrid | None = None,
     preset: str = "veryfast",
     threads: int | None = None,
 ) -> None:
@@ -80,8 +78,7 @@ def run_baseline(
         src,
         out_dir,
         renditions,
-        segment_s=segment_s,
-        first_segment_s=first_segment_s,
+        grid=grid,
         preset=preset,
         threads=threads,
     )

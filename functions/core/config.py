@@ -171,6 +171,11 @@ STREAM_OVERLAP_START = params.BoolParam(
     default=True,
     description="Start the live encoder while thumbnail and master are written (publish order kept).",
 )
+STREAM_EARLY_START = params.BoolParam(
+    "STREAM_EARLY_START",
+    default=True,
+    description="Start the live encoder for a 1080p30 upload while the probe runs; kept if the probe agrees, else restarted.",
+)
 DOWNLOAD_QUALITY = params.StringParam(
     "DOWNLOAD_QUALITY",
     default="720p",

@@ -20,7 +20,7 @@ from typing import Any
 
 from core.errors import JobError
 from core.lifecycle import SweptCollection, failed_fields
-from media.hls.ladder import Rendition
+from media.hls.ladder import FIRST_SEGMENT_SECONDS, SEGMENT_SECONDS, Rendition, SegmentGrid
 from media.hls.playlists import StreamPaths
 from media.hls.publish import Upload
 
@@ -71,6 +71,7 @@ def new_video(
         "uploadedAt": uploaded_at or t,
         "processingStartedAt": t,
         "qualityLevels": {},
+        "segmentGrid": grid_spec(),
         "segmentsPublished": 0,
         "publishedDuration": 0.0,
         "duration": None,
@@ -222,6 +223,36 @@ def rendition_from_spec(spec: Mapping[str, Any]) -> Rendition:
         level_idc=int(spec["levelIdc"]),
         live=bool(spec.get("live")),
     )
+
+
+# --------------------------------------------------------------------------- the grid
+
+LEGACY_GRID = {"segmentSeconds": 2.0, "firstSegmentSeconds": 1.0}
+"""The grid of a document written before `segmentGrid` was stored: every stream had it."""
+
+
+def grid_spec(
+    segment_s: float = SEGMENT_SECONDS, first_segment_s: float | None = FIRST_SEGMENT_SECONDS
+) -> dict[str, Any]:
+    """The segment lengths a new stream is encoded with (the document's `segmentGrid`,
+    stored when it is created: a later deploy that changes them never touches it)."""
+    return {"segmentSeconds": segment_s, "firstSegmentSeconds": first_segment_s}
+
+
+def segment_grid(data: Mapping[str, Any], fps: Fraction) -> SegmentGrid:
+    """The grid the stream of `data` was started with, at `fps`: every encode of it (live
+    passes, resumes, background qualities and their chunks) uses this one."""
+    spec = data.get("segmentGrid") or LEGACY_GRID
+    first = spec.get("firstSegmentSeconds")
+    return SegmentGrid(fps, float(spec["segmentSeconds"]), None if first is None else float(first))
+
+
+def live_grid(data: Mapping[str, Any]) -> SegmentGrid:
+    """`segment_grid` at the live rendition's rate (the stored `ladder`'s first)."""
+    ladder = data.get("ladder") or []
+    if not ladder:
+        raise JobError("the video has no ladder", code="internal")
+    return segment_grid(data, rendition_from_spec(ladder[0]).fps)
 
 
 # --------------------------------------------------------------------------- qualityLevels

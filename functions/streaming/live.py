@@ -76,7 +76,8 @@ class LiveStream:
 
     @property
     def grid(self) -> SegmentGrid:
-        return SegmentGrid(self.live.fps)
+        """The grid the stream was started with (stored on its document)."""
+        return document.segment_grid(self.run.data, self.live.fps)
 
     def write_playlists(self, *, ended: bool) -> None:
         """The live EVENT playlist and every mirror, uploaded in parallel."""

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future
+from pathlib import Path
 
 from core import config
 from core.errors import MediaError
 from core.lifecycle import now, work_dir
 from media.hls import publish
 from media.hls.encode import LIVE_PRESET, LIVE_TUNE, hls_encode_args
+from media.hls.ladder import Rendition, SegmentGrid
 from media.hls.playlists import swap_grace_s
-from media.hls.segmenter import stream_segments
+from media.hls.segmenter import RunningEncode
 from streaming import document, download, tasks
 from streaming.live import LiveStream, published_segments
 from streaming.quality_levels import complete_if_settled
@@ -39,6 +41,33 @@ def pass_end(stream: LiveStream, media_s: float) -> int | None:
     return publish.pass_end(stream.grid, stream.duration_s, len(stream.segments), media_s)
 
 
+def live_encode_args(
+    src: str,
+    out_dir: Path,
+    live: Rendition,
+    grid: SegmentGrid,
+    start_number: int = 0,
+    end_number: int | None = None,
+) -> list[str]:
+    """The live encode's arguments (pure): `live` on the stream's `grid`, the live x264
+    settings."""
+    return hls_encode_args(
+        src,
+        out_dir,
+        live,
+        grid=grid,
+        preset=LIVE_PRESET,
+        tune=LIVE_TUNE,
+        start_number=start_number,
+        end_number=end_number,
+    )
+
+
+def encode_timeout(hard_limit_s: float, started: float) -> float:
+    """What is left of `hard_limit_s` since `started` (monotonic), for an encode (>= 10 s)."""
+    return max(10.0, hard_limit_s - (time.monotonic() - started))
+
+
 def run_pass(
     stream: LiveStream,
     end_number: int | None,
@@ -47,25 +76,22 @@ def run_pass(
     hard_limit_s: float,
     started: float,
     before_first: Future[None] | None = None,
+    early: RunningEncode | None = None,
 ) -> int | None:
     """Encode and publish the live rendition from its next segment up to `end_number`
     (None: to the end). Stops early, after a whole segment, once `budget_s` has passed.
+    `early`: the encode of this pass already started (from segment 0 to the end, with
+    `live_encode_args`); it is stopped after `end_number`'s previous segment.
     Returns the next segment number to encode, or None when the rendition is complete."""
     start = len(stream.segments)
     grid = stream.grid
     with work_dir(f"live-{stream.run.video_id}") as tmp:
-        args = hls_encode_args(
-            stream.src,
-            tmp,
-            stream.live,
-            preset=LIVE_PRESET,
-            tune=LIVE_TUNE,
-            start_number=start,
-            end_number=end_number,
-        )
-        timeout = max(10.0, hard_limit_s - (time.monotonic() - started))
-        stream.mark("encodeStarted")
-        segments = stream_segments(args, tmp, timeout_s=timeout, start_s=grid.boundary_time(start))
+        encode = early
+        if encode is None:
+            args = live_encode_args(stream.src, tmp, stream.live, grid, start, end_number)
+            stream.mark("encodeStarted")
+            encode = RunningEncode(args, tmp, timeout_s=encode_timeout(hard_limit_s, started))
+        segments = encode.segments(start_s=grid.boundary_time(start))
         try:
             for seg in segments:
                 stream.mark("firstSegmentEncoded")
@@ -75,7 +101,9 @@ def run_pass(
                     stream.mark("masterWaited")
                 stream.publish(seg)
                 last = end_number is not None and seg.number + 1 >= end_number
-                if not last and time.monotonic() - started > budget_s:
+                if last:
+                    return end_number
+                if time.monotonic() - started > budget_s:
                     stream.run.log("encode budget used; continuing in a task", next=seg.number + 1)
                     return seg.number + 1
         except MediaError as err:
@@ -83,9 +111,8 @@ def run_pass(
                 return None  # the source ended before the planned pass: the stream is complete
             raise
         finally:
-            close = getattr(segments, "close", None)
-            if close is not None:
-                close()  # stops ffmpeg if we left early
+            segments.close()
+            encode.stop()  # if we left early
     return end_number
 
 

@@ -86,7 +86,7 @@ def run_task(task: QualityTask) -> None:
         return
     faults.fail_if_injected(data.get("testFault"), f"fail-quality:{task.quality}")
     rendition = _rendition(data, task.quality)
-    grid = SegmentGrid(rendition.fps)
+    grid = document.segment_grid(data, rendition.fps)
     chunk_s = publish.quality_chunk_seconds(rendition, config.QUALITY_CHUNK_SECONDS.value)
     chunks = grid.chunks(float(data.get("duration") or 0), chunk_s)
     if not chunks:
@@ -102,20 +102,22 @@ def run_task(task: QualityTask) -> None:
                 chunks=len(chunks),
             )
             return
-        encode_chunk(ref, data, rendition, chunks[0], len(chunks))
+        encode_chunk(ref, data, rendition, grid, chunks[0], len(chunks))
     elif task.chunk < len(chunks):
         quality_levels.mark_encoding(ref, task.quality, len(chunks))
-        encode_chunk(ref, data, rendition, chunks[task.chunk], len(chunks))
+        encode_chunk(ref, data, rendition, grid, chunks[task.chunk], len(chunks))
 
 
 def encode_chunk(
     ref: firestore.DocumentReference,
     data: dict[str, Any],
     rendition: Rendition,
+    grid: SegmentGrid,
     chunk: Chunk,
     total: int,
 ) -> None:
-    """Encode one chunk of a quality, upload its segments and its list, mark it done."""
+    """Encode one chunk of `grid` of a quality, upload its segments and its list, mark it
+    done."""
     video_id, name = str(ref.id), rendition.name
     paths = StreamPaths(video_id)
     level = (data.get("qualityLevels") or {}).get(name) or {}
@@ -128,6 +130,7 @@ def encode_chunk(
                 src,
                 tmp,
                 rendition,
+                grid=grid,
                 preset=BACKGROUND_PRESET,
                 start_number=chunk.start_number,
                 end_number=chunk.end_number,
@@ -143,7 +146,7 @@ def encode_chunk(
                 )
                 own.append(Segment(segment_name(seg.number), seg.duration_s, seg.size_bytes))
                 seg.path.unlink(missing_ok=True)
-        target = SegmentGrid(rendition.fps).target_duration
+        target = grid.target_duration
         storage.upload_bytes(
             build_vod_playlist(own, target),
             chunk_list_path(paths, name, chunk.index),
@@ -174,7 +177,7 @@ def after_encoded(ref: firestore.DocumentReference, quality: str) -> None:
     ended_at = data.get("liveEndedAt")
     if not isinstance(ended_at, datetime):
         return
-    grace = swap_grace_s(_grid(data).target_duration)
+    grace = swap_grace_s(document.live_grid(data).target_duration)
     remaining = grace - (now() - ended_at).total_seconds()
     tasks.schedule_swap(str(ref.id), quality, max(0.0, remaining))
 
@@ -189,7 +192,7 @@ def swap(ref: firestore.DocumentReference, quality: str) -> None:
         return
     if level.get("encodedAt") is None:
         return  # chunks still running; the last one swaps
-    grid = _grid(data)
+    grid = document.live_grid(data)
     grace = swap_grace_s(grid.target_duration)
     wait = grace - (now() - ended_at).total_seconds()
     if wait > 0:
@@ -243,10 +246,3 @@ def _rendition(data: dict[str, Any], quality: str) -> Rendition:
         if spec.get("name") == quality:
             return document.rendition_from_spec(spec)
     raise JobError(f"{quality} is not in the video's ladder", code="internal")
-
-
-def _grid(data: dict[str, Any]) -> SegmentGrid:
-    ladder = data.get("ladder") or []
-    if not ladder:
-        raise JobError("the video has no ladder", code="internal")
-    return SegmentGrid(document.rendition_from_spec(ladder[0]).fps)

@@ -1,8 +1,10 @@
 """The Storage finalize trigger: a video upload becomes a stream; every other object is ignored.
 
-`handle` claims the upload's video document (claim.py), checks the upload (size, readable
-media, a video stream, duration), plans the ladder, publishes the start (start.py; with
-STREAM_OVERLAP_START the live encoder warms up meanwhile) and runs the first encode pass
+`handle` claims the upload's video document (claim.py), starts the live encoder for the
+expected upload (`ladder.EXPECTED_UPLOAD`) while it checks the upload (size, readable
+media, a video stream, duration) and plans the ladder (kept when the plan gives the same
+arguments, restarted otherwise), publishes the start (start.py; with STREAM_OVERLAP_START
+the live encoder warms up meanwhile) and runs the first encode pass
 (passes.py) within the event function's limit; `streamcontinue` does the rest. Every
 failure ends the video `failed` (failure.py). docs/streaming.md, "Timeline of one upload".
 """
@@ -12,7 +14,9 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from firebase_functions import logger, storage_fn
@@ -20,13 +24,23 @@ from google.cloud import firestore
 
 from core import config, faults, storage
 from core.errors import InvalidInput, MediaError
+from core.lifecycle import work_dir
 from media.hls import publish
-from media.hls.ladder import Rendition, ladder_for
+from media.hls.ladder import Rendition, expected_live, ladder_for
+from media.hls.segmenter import RunningEncode
 from media.probe import MediaInfo, probe_url
+from streaming import document
 from streaming.claim import VideoRun, as_int, claim
 from streaming.failure import failing
 from streaming.live import LiveStream
-from streaming.passes import after_pass, pass_end, resume_published, run_pass
+from streaming.passes import (
+    after_pass,
+    encode_timeout,
+    live_encode_args,
+    pass_end,
+    resume_published,
+    run_pass,
+)
 from streaming.start import publish_start
 
 EVENT_HARD_LIMIT_S = 540 - 20  # the event function is killed at 540 s
@@ -92,12 +106,60 @@ def _stream_upload(run: VideoRun, obj: storage_fn.StorageObjectData, started: fl
         )
     claimed = time.monotonic()
     src = storage.source_url(obj.name)
+    with work_dir(f"early-{run.video_id}") as tmp:
+        early = None if run.resumed else _start_expected(run, src, tmp, started)
+        try:
+            _stream_probed(run, src, size, started, claimed, early)
+        finally:
+            if early is not None:
+                early.encode.stop()
+
+
+@dataclass(frozen=True)
+class _EarlyStart:
+    """The live encoder started before the probe for `EXPECTED_UPLOAD`'s live rendition."""
+
+    args: list[str]
+    encode: RunningEncode
+    at: float  # monotonic
+
+
+def _start_expected(run: VideoRun, src: str, tmp: Path, started: float) -> _EarlyStart | None:
+    """Start the live encode of the expected upload while the probe runs (nothing is
+    published from it before the probe agrees and the master is written). Off with
+    STREAM_EARLY_START=false, and with STREAM_OVERLAP_START=false (strict order)."""
+    if not (config.STREAM_EARLY_START.value and config.STREAM_OVERLAP_START.value):
+        return None
+    live = expected_live(max_height=config.STREAM_MAX_HEIGHT.value)
+    args = live_encode_args(src, tmp, live, document.segment_grid(run.data, live.fps))
+    at = time.monotonic()
+    encode = RunningEncode(args, tmp, timeout_s=encode_timeout(EVENT_HARD_LIMIT_S, started))
+    return _EarlyStart(args, encode, at)
+
+
+def _stream_probed(
+    run: VideoRun,
+    src: str,
+    size: int,
+    started: float,
+    claimed: float,
+    early: _EarlyStart | None,
+) -> None:
     info = probe_source(src, size)
     probed = time.monotonic()
+    ladder = plan(info)
+    kept = early is not None and early.args == live_encode_args(
+        src, early.encode.out, ladder[0], document.segment_grid(run.data, ladder[0].fps)
+    )
+    if early is not None and not kept:
+        early.encode.stop()  # the upload is not the expected one: start its own encode
+        run.log("early live encode restarted", live=ladder[0].name, fps=float(ladder[0].fps))
     run.count_upload_seconds(info.duration_s)
-    stream = LiveStream.open(run, plan(info), info.duration_s, src)
+    stream = LiveStream.open(run, ladder, info.duration_s, src)
     stream.started = started
     stream.stages.update(claimed=round(claimed - started, 3), probed=round(probed - started, 3))
+    if early is not None and kept:
+        stream.stages["encodeStarted"] = round(early.at - started, 3)
     if run.resumed and resume_published(stream):
         return
     end = pass_end(stream, config.STREAM_INLINE_SECONDS.value)
@@ -115,6 +177,7 @@ def _stream_upload(run: VideoRun, obj: storage_fn.StorageObjectData, started: fl
             hard_limit_s=EVENT_HARD_LIMIT_S,
             started=started,
             before_first=prepared,
+            early=early.encode if early is not None and kept else None,
         )
     finally:
         if starter is not None:

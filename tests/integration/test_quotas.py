@@ -132,25 +132,46 @@ def test_uploads_past_the_daily_minutes_are_refused_with_what_was_used(
     stack: LocalStack, db: firestore.Client, bucket, tmp_path: Path
 ) -> None:
     """The minutes are counted across uploads: 40 s is accepted, 30 s more is not (70 s > 1
-    minute), and the refusal says how much of the day's allowance is used."""
+    minute), and the refusal says how much of the day's allowance is used. The refused one
+    is the expected 1080p30 upload, whose live encoder starts before the probe (and so
+    before the minutes are counted): it is stopped, and nothing is published."""
     user = f"minutes-{uuid.uuid4().hex[:8]}"
 
-    def upload(seconds: float) -> dict:
+    def upload(seconds: float, width: int, height: int) -> tuple[str, dict]:
         vid = f"m{uuid.uuid4().hex[:12]}"
-        clip = make_clip(tmp_path / f"{vid}.mp4", duration=seconds, width=160, height=90)
+        clip = make_clip(
+            tmp_path / f"{vid}.mp4", duration=seconds, width=width, height=height, crf=40
+        )
         with DocWatcher(db.collection("videos").document(vid)) as watch:
             bucket.blob(f"uploads/{user}/{vid}.mp4").upload_from_filename(
                 str(clip), content_type="video/mp4"
             )
-            return watch.wait_for(lambda d: d.get("status") in ("complete", "failed"), 180)
+            return vid, watch.wait_for(lambda d: d.get("status") in ("complete", "failed"), 180)
 
     # only the minutes limit: the module's `limited` fixture may still hold a tiny bytes one
     with stack.host_params(QUOTA_UPLOAD_MINUTES_PER_DAY="1", QUOTA_UPLOAD_BYTES_PER_DAY=str(2**40)):
-        first = upload(40)
-        second = upload(30)
+        _, first = upload(40, 160, 90)
+        vid, second = upload(30, 1920, 1080)
     assert first["status"] == "complete", first.get("error")
     assert second["status"] == "failed" and second["error"]["code"] == "quota-exceeded"
     assert second["quota"]["limit"] == "upload-minutes-per-day"
     assert "at most 1 minutes of video uploaded per day" in second["error"]["message"]
     assert "0.7 used today, this upload is 0.5" in second["error"]["message"]
     assert second.get("masterPlaylistPath") is None
+    assert not list(bucket.list_blobs(prefix=f"streams/{vid}/")), "nothing published"
+    wait_until(
+        lambda: not any(vid in " ".join(p) for p in ffmpeg_commands()), 30, what="encoder stopped"
+    )
+
+
+def ffmpeg_commands() -> list[list[str]]:
+    """The command lines of the ffmpeg processes running on this machine."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if args and Path(args[0]).name == "ffmpeg":
+            out.append(args)
+    return out

@@ -12,6 +12,7 @@ import struct
 import urllib.parse
 import uuid
 from datetime import timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from google.cloud.storage import Bucket
 
 from devtools.media_factory import make_clip
 from local_stack.stack import LocalStack
-from tests.support.media import probe_json
+from media.hls.ladder import SegmentGrid
+from tests.support.media import keyframe_times, probe_json
 from tests.support.stack import backdate, task_attempts
 from tests.watch import DocWatcher
 
@@ -142,6 +144,12 @@ def test_storyboard_and_download_are_made_in_the_background(
     assert a["codec_name"] == "aac"
     assert int(v["nb_frames"]) == 270  # every frame of 9 s at 30 fps, none lost in the remux
     assert float(v.get("start_time", 0)) == pytest.approx(0.0, abs=0.1)
+    # its keyframes are the stream's segment boundaries (the grid every rendition shares)
+    grid = SegmentGrid(Fraction(30))
+    start = keyframe_times(mp4)[0]
+    assert [t - start for t in keyframe_times(mp4)] == pytest.approx(
+        [grid.boundary_time(i) for i in range(grid.segment_count(9.0))], abs=1e-3
+    )
 
 
 def test_download_quality_is_a_param_and_fails_with_its_quality(

@@ -17,7 +17,8 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ from google.cloud.storage import Bucket
 
 from devtools.media_factory import make_audio, make_clip
 from local_stack.stack import LocalStack
+from media.hls import publish
+from media.hls.ladder import SegmentGrid
+from streaming import document
 from tests.support.media import keyframe_times, probe_json
 from tests.support.stack import backdate, duplicate_events, task_attempts
 from tests.watch import DocWatcher, wait_until
@@ -38,6 +42,7 @@ pytestmark = pytest.mark.stack
 
 USER = "stream-user"
 FINAL = ("complete", "failed")
+GRID_30 = SegmentGrid(Fraction(30))  # the stream grid of the 30 fps clips below
 
 
 # --------------------------------------------------------------------------- helpers
@@ -218,7 +223,8 @@ def test_1080p_upload_is_playable_early_and_upgrades_to_1080p(
     assert doc["masterAt"] < doc["firstSegmentAt"] <= doc["readyAt"] < doc["thumbnailAt"]
     stages = doc["startStages"]  # seconds from the trigger's start (the benchmark's breakdown)
     assert "thumbnail" not in stages, "no thumbnail on the first-playable path"
-    assert 0 <= stages["claimed"] <= stages["probed"] <= stages["encodeStarted"]
+    # a 1080p30 upload with audio is the expected one: its encoder started before the probe
+    assert 0 <= stages["claimed"] <= stages["encodeStarted"] <= stages["probed"]
     assert stages["probed"] <= stages["mediaPlaylists"] <= stages["master"]
     assert stages["firstSegmentEncoded"] <= stages["firstSegmentUploaded"]
     assert stages["master"] <= stages["firstSegmentUploaded"] <= stages["firstPlaylistsWritten"]
@@ -293,7 +299,8 @@ def test_1080p_upload_is_playable_early_and_upgrades_to_1080p(
     assert uris(own) == uris(live) == [f"seg_{i:05d}.ts" for i in range(len(live.segments))]
     durations = [s.duration for s in live.segments]
     assert durations == [s.duration for s in own.segments]
-    assert durations[0] == pytest.approx(1.0) and max(durations) <= live.target_duration == 2
+    assert durations == pytest.approx(GRID_30.durations(6.0), abs=1e-3)
+    assert max(durations) <= live.target_duration == GRID_30.target_duration
     assert sum(durations) == pytest.approx(6.0, abs=0.05)
 
     # segments: IDR at every start, one GOP each, aligned across renditions, declared codecs
@@ -425,6 +432,8 @@ def test_portrait_phone_video_with_rotation_is_stored_upright(
     watch.close()
     assert doc["status"] == "complete", doc.get("error")
     assert (doc["width"], doc["height"]) == (1080, 1920)
+    # portrait is not the expected upload: the encoder started before the probe was replaced
+    assert doc["startStages"]["probed"] <= doc["startStages"]["encodeStarted"]
     master = m3u8.loads(text(bucket, f"streams/{vid}/master.m3u8"))
     assert [p.stream_info.resolution for p in master.playlists] == [(720, 1280), (1080, 1920)]
     for name, size in (("720p", (720, 1280)), ("1080p", (1080, 1920))):
@@ -450,7 +459,8 @@ def test_variable_frame_rate_clip_becomes_constant_frames_on_the_grid(
     fps = doc["frameRate"]
     live = media_playlist(bucket, vid, "360p")
     assert live.is_endlist and live.target_duration == 2
-    assert live.segments[0].duration == pytest.approx(round(fps) / fps)
+    grid = SegmentGrid(Fraction(fps).limit_denominator(1001))
+    assert live.segments[0].duration == pytest.approx(grid.boundary_time(1), abs=1e-3)
     for path, seg in zip(
         download_segments(bucket, vid, "360p", live, media), live.segments, strict=True
     ):
@@ -551,7 +561,7 @@ def test_killed_encode_is_resumed_by_a_redelivery_or_redriven_by_the_sweep(
     live = media_playlist(bucket, vid_a, "720p")
     assert uris(live)[: len(before.segments)] == uris(before), "the stream only grew"
     assert uris(live) == [f"seg_{i:05d}.ts" for i in range(len(live.segments))]
-    assert [s.duration for s in live.segments] == pytest.approx([1.0] + [2.0] * 6 + [1.0])
+    assert [s.duration for s in live.segments] == pytest.approx(GRID_30.durations(14.0), abs=1e-3)
     starts = [
         segment_facts(p)["start"] for p in download_segments(bucket, vid_a, "720p", live, media)
     ]
@@ -564,6 +574,63 @@ def test_killed_encode_is_resumed_by_a_redelivery_or_redriven_by_the_sweep(
     redriven = media_playlist(bucket, vid_b, "720p")
     assert uris(redriven) == [f"seg_{i:05d}.ts" for i in range(len(redriven.segments))]
     assert redriven.is_endlist
+
+
+def test_a_stream_started_before_the_grid_was_stored_keeps_its_1s_grid_in_every_quality(
+    stack: LocalStack, db: firestore.Client, bucket: Bucket, media: Path
+) -> None:
+    """An upload whose live encode started on the old grid (1 s first segment) before a
+    deploy, taken over after it: its document has no `segmentGrid`. The resumed live
+    rendition and the background 1080p are both encoded on the grid it was made with, so
+    their segments and keyframes line up (a 0.5 s 1080p grid would be refused as misaligned)."""
+    clip = make_clip(media / "legacy.mp4", duration=6.0, width=1920, height=1080, crf=35)
+    vid = f"t{uuid.uuid4().hex[:12]}"
+    path = f"uploads/{USER}/{vid}.mp4"
+    ref = db.collection("videos").document(vid)
+    stack.kill_host()  # the event reaches no instance; the document is written meanwhile
+    try:
+        blob = bucket.blob(path)
+        blob.upload_from_filename(str(clip), content_type="video/mp4")
+        wait_until(
+            lambda: any(d.subject == path for d in stack.deliveries), 60, what="event attempted"
+        )
+        created = datetime.now(UTC) - timedelta(hours=1)
+        legacy = document.new_video(
+            vid,
+            publish.Upload(path, int(blob.generation or 0), USER, vid),
+            claim_id="before-deploy-1",
+            size=clip.stat().st_size,
+            content_type="video/mp4",
+            bucket=bucket.name,
+            uploaded_at=created,
+            t=created,
+            lease=timedelta(minutes=1),
+        )
+        del legacy["segmentGrid"]  # as written before the grid was stored
+        ref.set(legacy)
+    finally:
+        stack.start_host()
+    watch = DocWatcher(ref)
+    stack.redeliver(next(d.event_id for d in stack.deliveries if d.subject == path))
+    doc = final(watch, 300)
+    watch.close()
+    assert doc["status"] == "complete", doc.get("error")
+    assert doc["attempts"] == 2 and "segmentGrid" not in doc
+    assert doc["qualityLevels"]["1080p"]["status"] == "ready"
+
+    legacy_grid = SegmentGrid(Fraction(30), segment_s=2.0, first_segment_s=1.0)
+    live = media_playlist(bucket, vid, "720p")
+    own = media_playlist(bucket, vid, "1080p")
+    assert live.is_endlist and own.playlist_type == "vod"
+    assert [s.duration for s in live.segments] == pytest.approx([1.0, 2.0, 2.0, 1.0], abs=1e-3)
+    assert [s.duration for s in own.segments] == [s.duration for s in live.segments]
+    for name, playlist in (("720p", live), ("1080p", own)):
+        facts = [segment_facts(p) for p in download_segments(bucket, vid, name, playlist, media)]
+        for f in facts:  # one keyframe per segment, at its start
+            assert f["keyframes"] == [pytest.approx(f["start"], abs=1e-3)], name
+        assert [f["start"] - facts[0]["start"] for f in facts] == pytest.approx(
+            [legacy_grid.boundary_time(n) for n in range(len(facts))], abs=1e-3
+        ), name
 
 
 def test_failing_background_quality_is_retried_then_recorded_without_failing_the_video(
@@ -693,7 +760,7 @@ def test_long_upload_path_continues_in_chunk_tasks(
     live = media_playlist(bucket, vid, "720p")
     own = media_playlist(bucket, vid, "1080p")
     assert live.is_endlist and own.playlist_type == "vod"
-    assert [s.duration for s in live.segments] == pytest.approx([1.0, 2.0, 2.0, 1.0])
+    assert [s.duration for s in live.segments] == pytest.approx(GRID_30.durations(6.0), abs=1e-3)
     assert [s.duration for s in own.segments] == [s.duration for s in live.segments]
     for name, playlist in (("720p", live), ("1080p", own)):
         files = download_segments(bucket, vid, name, playlist, media)

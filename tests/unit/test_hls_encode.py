@@ -24,7 +24,7 @@ from media.hls.encode import (
 )
 from media.hls.ladder import Rendition, SegmentGrid, ladder_for, plan_ladder
 from media.hls.playlists import parse_media_playlist
-from media.hls.segmenter import SegmentFile, stream_segments
+from media.hls.segmenter import RunningEncode, SegmentFile, stream_segments
 from media.probe import probe
 from media.process import run_ffprobe
 
@@ -163,7 +163,7 @@ def test_segment_durations_respect_the_target(hd_encodes) -> None:
     for segs in hd_encodes.values():
         assert all(0 < s.duration_s <= grid.target_duration + 0.5 for s in segs)
         assert sum(s.duration_s for s in segs) == pytest.approx(4.0, abs=0.05)
-        assert [round(s.duration_s, 3) for s in segs] == [round(d, 3) for d in grid.durations(4.0)]
+        assert [s.duration_s for s in segs] == pytest.approx(grid.durations(4.0), abs=1e-3)
         # start_s is the running total, i.e. the grid boundary
         assert [s.start_s for s in segs] == pytest.approx(
             [grid.boundary_time(i) for i in range(len(segs))], abs=1e-3
@@ -277,7 +277,7 @@ def test_a_retry_in_the_same_folder_ignores_the_previous_run(tmp_path) -> None:
     (out / "old.ts").write_bytes(b"stale")
     segs = _encode(clip, out, r)
     assert [s.name for s in segs] == ["seg_00000.ts", "seg_00001.ts"]
-    assert [s.duration_s for s in segs] == pytest.approx([1.0, 0.5], abs=1e-3)
+    assert [s.duration_s for s in segs] == pytest.approx([0.5, 1.0], abs=1e-3)
 
 
 def test_failed_encode_raises_media_error(tmp_path) -> None:
@@ -311,7 +311,7 @@ def test_args_pin_the_keyframe_cadence_and_hls_output() -> None:
     assert value("-g") == value("-keyint_min") == "60"
     assert value("-sc_threshold") == "0"
     assert value("-force_key_frames") == keyframe_expr(SegmentGrid(r.fps))
-    assert value("-force_key_frames") == "expr:gte(n,if(eq(n_forced,0),0,30+(n_forced-1)*60))"
+    assert value("-force_key_frames") == "expr:gte(n,if(eq(n_forced,0),0,15+(n_forced-1)*60))"
     assert (value("-profile:v"), value("-level:v")) == ("high", "4.0")
     assert (value("-maxrate"), value("-bufsize")) == ("7800k", "15600k")
     assert value("-hls_playlist_type") == "event"
@@ -334,14 +334,14 @@ def test_chunk_args_seek_half_a_frame_early_and_cap_frames() -> None:
     def value(flag: str) -> str:
         return args[args.index(flag) + 1]
 
-    # segment 3 starts at frame 30 + 2 * 60 = 150 (5.0 s); segment 5 at frame 270 (9.0 s)
+    # segment 3 starts at frame 15 + 2 * 60 = 135 (4.5 s); segment 5 at frame 255 (8.5 s)
     assert args.index("-ss") < args.index("-i")
-    assert float(value("-ss")) == pytest.approx(149.5 / 30)
+    assert float(value("-ss")) == pytest.approx(134.5 / 30)
     assert float(value("-t")) == pytest.approx(120 / 30)
     assert value("-frames:v") == "120"
     assert value("-start_number") == "3"
     assert value("-force_key_frames") == "expr:gte(n,n_forced*60)"
-    assert "start_time=5" in value("-vf")
+    assert "start_time=4.5" in value("-vf")
     with pytest.raises(ValueError):
         hls_encode_args("in.mp4", "/out", r, start_number=5, end_number=5)
 
@@ -368,3 +368,17 @@ def test_preview_clips_of_different_timings_land_on_one_grid(tmp_path) -> None:
         total = sum(s.duration_s for s in segs)
         assert abs(total - probe(clip).duration_s) < 1 / 24 + 1e-3
         assert segs[0].name == f"clip{i:03d}_00000.ts"
+
+
+def test_a_running_encode_starts_at_once_and_stops_early(small_source, tmp_path) -> None:
+    (r,) = plan_ladder(640, 360, NTSC)
+    encode = RunningEncode(
+        hls_encode_args(small_source, tmp_path, r, preset=PRESET), tmp_path, timeout_s=60
+    )
+    assert encode.proc.poll() is None  # running before anyone asks for a segment
+    segments = encode.segments()
+    first = next(segments)
+    assert first.number == 0 and first.path.exists()
+    segments.close()  # the caller leaves after one segment: ffmpeg is stopped
+    assert encode.proc.poll() is not None
+    encode.stop()  # idempotent

@@ -154,13 +154,19 @@ def test_ladder_properties(w: int, h: int, fps: float) -> None:
 # --------------------------------------------------------------------------- grid
 
 
-def test_grid_at_30fps_is_a_1s_segment_then_2s_segments() -> None:
+def test_stream_grid_at_30fps_is_a_half_second_segment_then_2s_segments() -> None:
     grid = SegmentGrid(Fraction(30))
-    assert (grid.first_frames, grid.segment_frames) == (30, 60)
+    assert (grid.first_frames, grid.segment_frames) == (15, 60)
+    assert [grid.boundary_frame(i) for i in range(4)] == [0, 15, 75, 135]
+    assert grid.durations(6.0) == pytest.approx([0.5, 2.0, 2.0, 1.5])
+    assert grid.segment_count(6.0) == 4
+    assert grid.target_duration == 2  # the short first segment never raises the target
+
+
+def test_grid_with_a_1s_first_segment() -> None:
+    grid = SegmentGrid(Fraction(30), first_segment_s=1.0)
     assert [grid.boundary_frame(i) for i in range(4)] == [0, 30, 90, 150]
     assert grid.durations(6.0) == pytest.approx([1.0, 2.0, 2.0, 1.0])
-    assert grid.segment_count(6.0) == 4
-    assert grid.target_duration == 2
 
 
 def test_grid_at_ntsc_rate_never_exceeds_the_target() -> None:

@@ -57,7 +57,7 @@ def test_derived_ids_are_valid_deterministic_and_per_generation() -> None:
 
 
 def test_passes_cover_the_stream_in_whole_segments() -> None:
-    grid = SegmentGrid(Fraction(30))  # 1 s, then 2 s segments
+    grid = SegmentGrid(Fraction(30), first_segment_s=1.0)  # 1 s, then 2 s segments
     assert grid.segment_count(6.0) == 4
     assert publish.pass_end(grid, 6.0, 0, 2) == 2  # the short first segment rides along
     assert publish.pass_end(grid, 6.0, 2, 2) == 3

@@ -13,7 +13,7 @@ import pytest
 from core.errors import JobError, MediaError
 from core.ownership import LostClaim
 from media.hls import publish
-from media.hls.ladder import plan_ladder
+from media.hls.ladder import FIRST_SEGMENT_SECONDS, SEGMENT_SECONDS, SegmentGrid, plan_ladder
 from media.hls.playlists import StreamPaths
 from streaming import document, quality_levels
 from streaming.claim import claim, resume
@@ -128,6 +128,38 @@ def test_a_failed_video_fails_every_unsettled_quality() -> None:
     assert fields["error"] == {"code": "media-error", "message": "ffmpeg failed", "retryable": True}
     assert fields["qualityLevels"]["720p"]["status"] == "ready"
     assert fields["qualityLevels"]["1080p"]["status"] == "failed"
+
+
+def test_a_new_video_stores_the_grid_it_is_started_with() -> None:
+    doc = new_doc(ladder=[document.rendition_spec(plan_ladder(1920, 1080, 30)[0])])
+    assert doc["segmentGrid"] == {
+        "segmentSeconds": SEGMENT_SECONDS,
+        "firstSegmentSeconds": FIRST_SEGMENT_SECONDS,
+    }
+    assert document.live_grid(doc) == SegmentGrid(Fraction(30))
+
+
+def test_every_later_encode_gets_the_stored_grid_not_the_current_constants() -> None:
+    doc = new_doc(segmentGrid=document.grid_spec(4.0, 1.5))
+    grid = document.segment_grid(doc, Fraction(25))
+    assert (grid.segment_frames, grid.first_frames) == (100, 38)
+    regular = document.segment_grid(new_doc(segmentGrid=document.grid_spec(2.0, None)), 30)
+    assert regular.first_frames == regular.segment_frames == 60
+
+
+def test_a_document_from_before_the_stored_grid_gets_the_1s_first_segment_it_was_made_with() -> (
+    None
+):
+    legacy = {k: v for k, v in new_doc().items() if k != "segmentGrid"}
+    legacy["ladder"] = [document.rendition_spec(plan_ladder(1920, 1080, 30)[0])]
+    grid = document.live_grid(legacy)
+    assert grid == SegmentGrid(Fraction(30), segment_s=2.0, first_segment_s=1.0)
+    assert [grid.boundary_time(n) for n in range(4)] == [0.0, 1.0, 3.0, 5.0]
+
+
+def test_a_document_without_a_ladder_has_no_live_grid() -> None:
+    with pytest.raises(JobError):
+        document.live_grid(new_doc())
 
 
 def test_rendition_spec_round_trips() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from media.hls.ladder import FIRST_SEGMENT_SECONDS, SEGMENT_SECONDS, Rendition, SegmentGrid
+from media.hls.ladder import SEGMENT_SECONDS, Rendition, SegmentGrid
 from media.hls.playlists import SEGMENT_PATTERN
 
 FFMPEG_PLAYLIST = "ffmpeg.m3u8"
@@ -36,8 +36,7 @@ def hls_encode_args(
     out_dir: str | Path,
     rendition: Rendition,
     *,
-    segment_s: float = SEGMENT_SECONDS,
-    first_segment_s: float | None = FIRST_SEGMENT_SECONDS,
+    grid: SegmentGrid | None = None,
     start_number: int = 0,
     end_number: int | None = None,
     segment_pattern: str = SEGMENT_PATTERN,
@@ -48,16 +47,16 @@ def hls_encode_args(
 ) -> list[str]:
     """Arguments (for `media.process.start_ffmpeg`) encoding `rendition` into HLS segments.
 
-    Encodes segments [start_number, end_number) of the grid given by the rendition's fps,
-    `segment_s` and `first_segment_s` (end_number None: to the end of the source). Use the
-    same `segment_s`/`first_segment_s` for every rendition and chunk of an asset.
+    Encodes segments [start_number, end_number) of `grid` (None: the stream grid at the
+    rendition's fps, `SegmentGrid(rendition.fps)`, which every rendition and chunk of an
+    upload shares; end_number None: to the end of the source).
     Segments go to `out_dir/segment_pattern` (numbered from `start_number`), ffmpeg's
     progress playlist to `out_dir/playlist_name`; `out_dir` must exist. `src` may be a local
     path or an http(s) URL (e.g. a signed Storage URL: encoding starts while it downloads).
     `tune` is x264's -tune; `LIVE_TUNE` ("zerolatency") shortens the encoder pipeline for the
     live rendition (first segment sooner, less CPU, somewhat lower compression efficiency).
     """
-    grid = SegmentGrid(rendition.fps, segment_s, first_segment_s)
+    grid = grid or SegmentGrid(rendition.fps)
     if start_number < 0 or (end_number is not None and end_number <= start_number):
         raise ValueError(f"bad segment range [{start_number}, {end_number})")
     out = Path(out_dir)
@@ -102,8 +101,7 @@ def preview_encode_args(
         src,
         out_dir,
         rendition,
-        segment_s=segment_s,
-        first_segment_s=None,
+        grid=SegmentGrid(rendition.fps, segment_s, None),
         segment_pattern=segment_pattern,
         preset=LIVE_PRESET,
         tune=LIVE_TUNE,

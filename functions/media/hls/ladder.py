@@ -21,14 +21,20 @@ from media.probe import MediaInfo, VideoStream
 SEGMENT_SECONDS = 2.0
 """Regular segment length (seconds)."""
 
-FIRST_SEGMENT_SECONDS = 1.0
-"""Length of segment 0: short, so the first playable segment exists as early as possible."""
+FIRST_SEGMENT_SECONDS = 0.5
+"""Length of segment 0: short, so the first playable segment exists as early as possible
+(encoding 0.5 s of 1080p30 takes about 0.29 s on 2 cores, 1 s about 0.42 s)."""
 
 FIRST_RUNG = 720
 """Short side of the rendition that is encoded live (when the source is at least that big)."""
 
 HIGHER_RUNGS = (1080, 2160)
 """Short sides of the renditions encoded later by background tasks."""
+
+EXPECTED_UPLOAD = (1920, 1080, 30)
+"""Displayed width, height and fps of the upload the live encoder is started for before the
+probe answers (streaming/trigger.py): 1080p30 with audio, the common upload; 16:9 sources
+of 720p to 2160p at 30 fps get the same live rendition, any other source restarts it."""
 
 DEFAULT_AUDIO_KBPS = 128
 HIGH_FPS_FACTOR = 1.5
@@ -145,6 +151,12 @@ def plan_ladder(
         if rung <= short and rung <= max_height:
             out.append(_rendition(src_width, src_height, rung, fps, audio, live=False, rung=rung))
     return out
+
+
+def expected_live(*, max_height: int = 2160) -> Rendition:
+    """The live rendition of `EXPECTED_UPLOAD` (with audio), as `plan_ladder` plans it."""
+    width, height, fps = EXPECTED_UPLOAD
+    return plan_ladder(width, height, fps, max_height=max_height)[0]
 
 
 def ladder_for(

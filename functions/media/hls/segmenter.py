@@ -14,7 +14,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,44 +53,75 @@ def stream_segments(
     `out_dir`/`playlist_name` must match the args; `start_s` is the chunk's start time
     (`SegmentGrid.boundary_time(start_number)`) so `SegmentFile.start_s` is absolute.
     `timeout_s` bounds the whole encode (time spent by the caller between segments
-    included). Raises MediaError if ffmpeg fails or times out.
+    included). Raises MediaError if ffmpeg fails or times out. ffmpeg starts at the first
+    `next()`; `RunningEncode` starts it at once.
     """
-    out = Path(out_dir)
-    playlist = out / playlist_name
-    deadline = time.monotonic() + timeout_s
-    playlist.unlink(missing_ok=True)  # a retry in the same folder must not see old entries
-    proc = start_ffmpeg(args)
-    stderr = _Drain(proc)
-    yielded = 0
-    position = start_s
-    try:
-        while True:
-            exited = proc.poll() is not None
-            ok = proc.returncode == 0
-            for seg in _ready(out, playlist, yielded, final=exited, proc_ok=ok):
-                seg = SegmentFile(seg.number, seg.path, seg.duration_s, position, seg.size_bytes)
-                yielded += 1
-                position += seg.duration_s
-                yield seg
-            if exited:
-                break
-            if time.monotonic() > deadline:
+    encode = RunningEncode(args, out_dir, timeout_s=timeout_s, playlist_name=playlist_name)
+    yield from encode.segments(start_s=start_s, poll_s=poll_s)
+
+
+class RunningEncode:
+    """An HLS encode whose ffmpeg is already running (started by the constructor):
+    `segments` yields what it makes (as `stream_segments` does), `stop` ends it early."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        out_dir: str | Path,
+        *,
+        timeout_s: float,
+        playlist_name: str = FFMPEG_PLAYLIST,
+    ) -> None:
+        self.args = list(args)
+        self.out = Path(out_dir)
+        self.playlist = self.out / playlist_name
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+        self.playlist.unlink(missing_ok=True)  # a retry in the same folder must not see old entries
+        self.proc = start_ffmpeg(self.args)
+        self.stderr = _Drain(self.proc)
+
+    def segments(self, *, start_s: float = 0.0, poll_s: float = 0.05) -> Generator[SegmentFile]:
+        """Each segment, in order, once complete; ffmpeg is stopped when the caller leaves."""
+        proc, yielded, position = self.proc, 0, start_s
+        try:
+            while True:
+                exited = proc.poll() is not None
+                ok = proc.returncode == 0
+                for seg in _ready(self.out, self.playlist, yielded, final=exited, proc_ok=ok):
+                    seg = SegmentFile(
+                        seg.number, seg.path, seg.duration_s, position, seg.size_bytes
+                    )
+                    yielded += 1
+                    position += seg.duration_s
+                    yield seg
+                if exited:
+                    break
+                if time.monotonic() > self.deadline:
+                    raise MediaError(
+                        f"ffmpeg timed out after {self.timeout_s:.0f}s",
+                        code="media-timeout",
+                        retryable=True,
+                    )
+                time.sleep(poll_s)
+            self.stderr.join(max(1.0, self.deadline - time.monotonic()))
+            if proc.returncode != 0:
+                # the source probed fine: a failure mid-encode (a network read of the signed
+                # URL, a killed process) is worth another attempt
                 raise MediaError(
-                    f"ffmpeg timed out after {timeout_s:.0f}s", code="media-timeout", retryable=True
+                    f"ffmpeg failed ({proc.returncode}): {self.stderr.tail()}", retryable=True
                 )
-            time.sleep(poll_s)
-        stderr.join(max(1.0, deadline - time.monotonic()))
-        if proc.returncode != 0:
-            # the source probed fine: a failure mid-encode (a network read of the signed URL,
-            # a killed process) is worth another attempt
-            raise MediaError(f"ffmpeg failed ({proc.returncode}): {stderr.tail()}", retryable=True)
-        if yielded == 0:
-            raise MediaError("ffmpeg produced no segments", code="unreadable-media")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        stderr.join(1.0)
+            if yielded == 0:
+                raise MediaError("ffmpeg produced no segments", code="unreadable-media")
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """End ffmpeg if it still runs (idempotent)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.join(1.0)
 
 
 def _ready(
