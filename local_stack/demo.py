@@ -86,9 +86,9 @@ def run_demo(stack: LocalStack, *, only: list[str] | None = None) -> bool:
     banner("summary")
     for title, passed, seconds in results:
         print(f"  {'OK  ' if passed else 'FAIL'} {title} ({seconds:.1f}s)")
-    print(
-        f"  deliveries: {len(stack.deliveries)} (log: {stack.settings.state_dir / 'deliveries.log'})"
-    )
+    state = stack.settings.state_dir
+    print(f"  deliveries: {len(stack.deliveries)} (log: {state / 'deliveries.log'})")
+    print(f"  function logs: {state / 'functions.log'}")
     if stack.web is not None:
         print(
             f"\n  web app: {stack.web.url}\n"
