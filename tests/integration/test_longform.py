@@ -348,18 +348,28 @@ def test_a_stored_job_the_backend_does_not_accept_fails_instead_of_being_repaire
 
 # --------------------------------------------------------------------------------------
 def test_a_stitching_failure_sets_stitch_error(stack: LocalStack, db, bucket, id_token):
+    # segment 1 is refused, so the job stops with segment 0 stored; segment 0's video is then
+    # damaged (nothing runs meanwhile) and a replay makes segment 1 again: it seeds from the
+    # stored last-frame PNG, so only the stitch reads the damaged video
     uid = user()
     with JobWatcher(db, uid) as watch:
-        start_job(stack, id_token(uid), prompts=["Snowy peak", "Avalanche [fail:slow=1.5]"])
-        during = watch.wait_for(lambda d: len(d.get("segments") or []) == 1, 60)
-        # segment 1 is stored; damage it while segment 2 is generated (it seeds from the
-        # stored last-frame PNG, so only the stitch reads the damaged video)
-        bucket.blob(during["segments"][0]["path"]).upload_from_string(
-            b"not a video at all" * 100, content_type="video/mp4"
+        job_id = start_job(
+            stack, id_token(uid), prompts=["Snowy peak", "Avalanche [fail:content-policy]"]
         )
-        failed = watch.wait_terminal(60)
-        assert watch.statuses()[-2:] == ["stitching", "failed"]
-    assert failed["status"] == "failed" and failed["failedStep"] == "stitch"
+        stopped = watch.wait_terminal(60)
+    assert stopped["status"] == "failed" and stopped["failedStep"] == 1, stopped.get("error")
+    assert [s["index"] for s in stopped["segments"]] == [0]
+    bucket.blob(stopped["segments"][0]["path"]).upload_from_string(
+        b"not a video at all" * 100, content_type="video/mp4"
+    )
+    with DocWatcher(db.collection("videoJobs").document(job_id)) as watch:
+        r = call(stack, "replaylongformvideojob", {"jobId": job_id, "prompt": "Avalanche"},
+                 id_token(uid))  # fmt: skip
+        assert r.status_code == 200, r.text
+        failed = watch.wait_for(
+            lambda d: d.get("status") == "failed" and d.get("replayCount") == 1, 90
+        )
+    assert failed["failedStep"] == "stitch"
     assert failed["stitchError"]["code"] == "unreadable-media"
     assert failed["error"]["code"] == "unreadable-media"
     assert len(failed["segments"]) == 2 and failed.get("finalPath") is None
