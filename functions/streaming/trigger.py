@@ -119,7 +119,6 @@ def _stream_upload(run: VideoRun, obj: storage_fn.StorageObjectData, started: fl
 class _EarlyStart:
     """The live encoder started before the probe for `EXPECTED_UPLOAD`'s live rendition."""
 
-    args: list[str]
     encode: RunningEncode
     at: float  # monotonic
 
@@ -130,11 +129,15 @@ def _start_expected(run: VideoRun, src: str, tmp: Path, started: float) -> _Earl
     STREAM_EARLY_START=false, and with STREAM_OVERLAP_START=false (strict order)."""
     if not (config.STREAM_EARLY_START.value and config.STREAM_OVERLAP_START.value):
         return None
-    live = expected_live(max_height=config.STREAM_MAX_HEIGHT.value)
-    args = live_encode_args(src, tmp, live, document.segment_grid(run.data, live.fps))
+    args = _live_args(run, src, tmp, expected_live(max_height=config.STREAM_MAX_HEIGHT.value))
     at = time.monotonic()
     encode = RunningEncode(args, tmp, timeout_s=encode_timeout(EVENT_HARD_LIMIT_S, started))
-    return _EarlyStart(args, encode, at)
+    return _EarlyStart(encode, at)
+
+
+def _live_args(run: VideoRun, src: str, out: Path, live: Rendition) -> list[str]:
+    """The live encode's arguments for `live` on the grid stored on the run's document."""
+    return live_encode_args(src, out, live, document.segment_grid(run.data, live.fps))
 
 
 def _stream_probed(
@@ -148,8 +151,8 @@ def _stream_probed(
     info = probe_source(src, size)
     probed = time.monotonic()
     ladder = plan(info)
-    kept = early is not None and early.args == live_encode_args(
-        src, early.encode.out, ladder[0], document.segment_grid(run.data, ladder[0].fps)
+    kept = early is not None and early.encode.args == _live_args(
+        run, src, early.encode.out, ladder[0]
     )
     if early is not None and not kept:
         early.encode.stop()  # the upload is not the expected one: start its own encode
