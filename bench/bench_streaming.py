@@ -30,6 +30,7 @@ encoder's cores. `run_lengths()` gives time to first playable for 10 s, 60 s and
 
     python -m bench.bench_streaming                 # run() and run_lengths(), JSON
     python -m bench.bench_streaming first-playable  # run_first_playable(): stages, floor
+    python -m bench.bench_streaming inputs          # run_first_playable_inputs(): by input kind
     python -m bench.bench_streaming assets          # run_assets(): storyboard, MP4 download
     python -m bench.bench_streaming lengths [--quick] [--label L]  # run_lengths(), the plot
     from bench.bench_streaming import run; run()
@@ -224,8 +225,9 @@ class FirstPlayable:
 
 
 def _upload(bucket: Bucket, src: Path, video_id: str) -> None:
-    bucket.blob(f"uploads/bench-user/{video_id}.mp4").upload_from_filename(
-        str(src), content_type="video/mp4"
+    kind = "webm" if src.suffix == ".webm" else "mp4"
+    bucket.blob(f"uploads/bench-user/{video_id}{src.suffix}").upload_from_filename(
+        str(src), content_type=f"video/{kind}"
     )
 
 
@@ -552,10 +554,7 @@ def run_first_playable(seconds: int = 60, repeats: int = 3) -> dict[str, Any]:
     finally:
         stack.stop()
 
-    def median(values: list[Any]) -> float | None:
-        values = [v for v in values if v is not None]
-        return round(statistics.median(values), 3) if values else None
-
+    median = _median
     first = median([r["from_trigger_start"]["first_playable_s"] for r in runs])
     stages = {s: median([r["stages"].get(s) for r in runs]) for s in STAGES}
     return {
@@ -572,6 +571,64 @@ def run_first_playable(seconds: int = 60, repeats: int = 3) -> dict[str, Any]:
         "background_assets": assets,
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
+
+
+INPUTS: dict[str, dict[str, Any]] = {
+    "1080p30 H.264": {"width": 1920, "height": 1080, "fps": 30},
+    "1080p30 HEVC": {"width": 1920, "height": 1080, "fps": 30, "vcodec": "libx265"},
+    "1080p30 VP9": {
+        "width": 1920, "height": 1080, "fps": 30, "vcodec": "libvpx-vp9", "acodec": "libopus",
+        "extra_args": ["-deadline", "realtime", "-cpu-used", "8", "-b:v", "4M"],
+    },
+    "1080p30 rotated 90": {"width": 1920, "height": 1080, "fps": 30, "rotate": 90},
+    "2160p60 H.264": {"width": 3840, "height": 2160, "fps": 60},
+}  # fmt: skip
+"""The inputs `run_first_playable_inputs` compares (generated once, cached)."""
+
+
+def input_source(kind: str, seconds: int) -> Path:
+    spec = INPUTS[kind]
+    suffix = ".webm" if spec.get("vcodec") == "libvpx-vp9" else ".mp4"
+    path = CACHE / f"input_{kind.replace(' ', '_')}_{seconds}s{suffix}"
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}")
+        make_clip(tmp, duration=float(seconds), preset="veryfast", **spec)
+        tmp.rename(path)
+    return path
+
+
+def run_first_playable_inputs(seconds: int = 10, repeats: int = 3) -> dict[str, Any]:
+    """First playable (median of `repeats`, warm instance) for each of `INPUTS`, with the
+    early start on (the default) and off: what starting the 1080p30 encoder before the
+    probe costs the uploads it does not fit (one ffmpeg started and stopped)."""
+    sources = {kind: input_source(kind, seconds) for kind in INPUTS}
+    out: dict[str, Any] = {"source_s": seconds, "repeats": repeats, "inputs": {}}
+    for early in ("true", "false"):
+        stack = start_stack(STREAM_EARLY_START=early)
+        try:
+            with stack.env():
+                for kind, src in sources.items():
+                    runs = []
+                    for _ in range(repeats):
+                        warm_up(stack)
+                        got = progressive(stack, src, wait_for="ready", timeout_s=180)
+                        runs.append(got["from_trigger_start"]["first_playable_s"])
+                        stack.restart_host()  # stops the rest of this encode
+                    row = out["inputs"].setdefault(kind, {})
+                    key = "early_start" if early == "true" else "no_early_start"
+                    row[key] = {"first_playable_s": _median(runs), "runs": runs}
+        finally:
+            stack.stop()
+    for row in out["inputs"].values():
+        on, off = row["early_start"]["first_playable_s"], row["no_early_start"]["first_playable_s"]
+        row["ratio_early_to_none"] = round(on / off, 2) if on and off else None
+    out["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    return out
+
+
+def _median(values: list[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 3) if values else None
 
 
 def run_assets(seconds: int = 60) -> dict[str, Any]:
@@ -640,12 +697,16 @@ def main() -> None:
 
     logging.basicConfig(level=logging.WARNING)
     parser = argparse.ArgumentParser(prog="python -m bench.bench_streaming")
-    parser.add_argument("part", nargs="?", choices=("first-playable", "assets", "lengths"))
+    parser.add_argument(
+        "part", nargs="?", choices=("first-playable", "inputs", "assets", "lengths")
+    )
     parser.add_argument("--quick", action="store_true", help="lengths: skip the 5-minute source")
     parser.add_argument("--label", default="this run", help="lengths: the curve's name")
     args = parser.parse_args()
     if args.part == "first-playable":
         print(json.dumps(run_first_playable(), indent=2))
+    elif args.part == "inputs":
+        print(json.dumps(run_first_playable_inputs(), indent=2))
     elif args.part == "assets":
         print(json.dumps(run_assets(), indent=2))
     elif args.part == "lengths":
