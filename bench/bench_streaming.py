@@ -79,26 +79,60 @@ STACK_ENV = {
 }
 
 
+INPUTS: dict[str, dict[str, Any]] = {
+    "1080p30 H.264": {"width": 1920, "height": 1080, "fps": 30},
+    "1080p30 HEVC": {"width": 1920, "height": 1080, "fps": 30, "vcodec": "libx265"},
+    "1080p30 VP9": {
+        "width": 1920, "height": 1080, "fps": 30, "vcodec": "libvpx-vp9", "acodec": "libopus",
+        "extra_args": ["-deadline", "realtime", "-cpu-used", "8", "-b:v", "4M"],
+    },
+    "1080p30 rotated 90": {"width": 1920, "height": 1080, "fps": 30, "rotate": 90},
+    "2160p60 H.264": {"width": 3840, "height": 2160, "fps": 60},
+}  # fmt: skip
+"""The upload kinds `run_first_playable_inputs` compares (`make_clip` arguments)."""
+REFERENCE_INPUT = "1080p30 H.264"
+"""The kind of `source()`, the upload every other part measures."""
+
+
+def _cached(path: Path, make: Callable[[Path], object]) -> Path:
+    """`path`, made once by `make(tmp)` (renamed into place only when complete)."""
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}")
+        make(tmp)
+        tmp.rename(path)
+    return path
+
+
 def source(seconds: int) -> Path:
     """The 1080p30 H.264/AAC test source of `seconds` (generated once, cached). Sources
     longer than a minute repeat the 60 s one (stream copy), which is much faster."""
     path = CACHE / f"src_1080p30_{seconds}s.mp4"
-    if path.exists():
-        return path
-    tmp = path.with_name(f".{path.name}")
     if seconds > 60 and seconds % 60 == 0:
-        one = source(60)
-        listing = CACHE / f".concat_{seconds}.txt"
-        listing.write_text(f"file '{one.name}'\n" * (seconds // 60))
-        run_ffmpeg(
-            ["-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(tmp)],
-            timeout_s=600,
-        )
-        listing.unlink()
-    else:
-        make_clip(tmp, duration=float(seconds), width=1920, height=1080, fps=30, preset="veryfast")
-    tmp.rename(path)
-    return path
+        return _cached(path, lambda tmp: _repeat(source(60), seconds // 60, tmp))
+    return _cached(path, lambda tmp: _clip(REFERENCE_INPUT, seconds, tmp))
+
+
+def input_source(kind: str, seconds: int) -> Path:
+    """A cached source of `kind` (one of `INPUTS`); the reference kind is `source()`."""
+    if kind == REFERENCE_INPUT:
+        return source(seconds)
+    suffix = ".webm" if INPUTS[kind].get("vcodec") == "libvpx-vp9" else ".mp4"
+    path = CACHE / f"input_{kind.replace(' ', '_')}_{seconds}s{suffix}"
+    return _cached(path, lambda tmp: _clip(kind, seconds, tmp))
+
+
+def _clip(kind: str, seconds: int, out: Path) -> None:
+    make_clip(out, duration=float(seconds), preset="veryfast", **INPUTS[kind])
+
+
+def _repeat(one: Path, times: int, out: Path) -> None:
+    listing = CACHE / f".concat_{out.name}.txt"
+    listing.write_text(f"file '{one.name}'\n" * times)
+    run_ffmpeg(
+        ["-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(out)],
+        timeout_s=600,
+    )
+    listing.unlink()
 
 
 def start_stack(**env: str) -> LocalStack:
@@ -225,9 +259,8 @@ class FirstPlayable:
 
 
 def _upload(bucket: Bucket, src: Path, video_id: str) -> None:
-    kind = "webm" if src.suffix == ".webm" else "mp4"
     bucket.blob(f"uploads/bench-user/{video_id}{src.suffix}").upload_from_filename(
-        str(src), content_type=f"video/{kind}"
+        str(src), content_type=f"video/{src.suffix.lstrip('.')}"
     )
 
 
@@ -554,14 +587,13 @@ def run_first_playable(seconds: int = 60, repeats: int = 3) -> dict[str, Any]:
     finally:
         stack.stop()
 
-    median = _median
-    first = median([r["from_trigger_start"]["first_playable_s"] for r in runs])
-    stages = {s: median([r["stages"].get(s) for r in runs]) for s in STAGES}
+    first = _median([r["from_trigger_start"]["first_playable_s"] for r in runs])
+    stages = {s: _median([r["stages"].get(s) for r in runs]) for s in STAGES}
     return {
         "source_s": seconds,
         "repeats": repeats,
         "first_playable_s": first,
-        "ready_s": median([r["from_trigger_start"]["ready_s"] for r in runs]),
+        "ready_s": _median([r["from_trigger_start"]["ready_s"] for r in runs]),
         "stages_s": {k: v for k, v in stages.items() if v is not None},
         "runs_first_playable_s": [r["from_trigger_start"]["first_playable_s"] for r in runs],
         "floor": low,
@@ -573,37 +605,13 @@ def run_first_playable(seconds: int = 60, repeats: int = 3) -> dict[str, Any]:
     }
 
 
-INPUTS: dict[str, dict[str, Any]] = {
-    "1080p30 H.264": {"width": 1920, "height": 1080, "fps": 30},
-    "1080p30 HEVC": {"width": 1920, "height": 1080, "fps": 30, "vcodec": "libx265"},
-    "1080p30 VP9": {
-        "width": 1920, "height": 1080, "fps": 30, "vcodec": "libvpx-vp9", "acodec": "libopus",
-        "extra_args": ["-deadline", "realtime", "-cpu-used", "8", "-b:v", "4M"],
-    },
-    "1080p30 rotated 90": {"width": 1920, "height": 1080, "fps": 30, "rotate": 90},
-    "2160p60 H.264": {"width": 3840, "height": 2160, "fps": 60},
-}  # fmt: skip
-"""The inputs `run_first_playable_inputs` compares (generated once, cached)."""
-
-
-def input_source(kind: str, seconds: int) -> Path:
-    spec = INPUTS[kind]
-    suffix = ".webm" if spec.get("vcodec") == "libvpx-vp9" else ".mp4"
-    path = CACHE / f"input_{kind.replace(' ', '_')}_{seconds}s{suffix}"
-    if not path.exists():
-        tmp = path.with_name(f".{path.name}")
-        make_clip(tmp, duration=float(seconds), preset="veryfast", **spec)
-        tmp.rename(path)
-    return path
-
-
 def run_first_playable_inputs(seconds: int = 10, repeats: int = 3) -> dict[str, Any]:
     """First playable (median of `repeats`, warm instance) for each of `INPUTS`, with the
     early start on (the default) and off: what starting the 1080p30 encoder before the
     probe costs the uploads it does not fit (one ffmpeg started and stopped)."""
     sources = {kind: input_source(kind, seconds) for kind in INPUTS}
     out: dict[str, Any] = {"source_s": seconds, "repeats": repeats, "inputs": {}}
-    for early in ("true", "false"):
+    for key, early in (("early_start", "true"), ("no_early_start", "false")):
         stack = start_stack(STREAM_EARLY_START=early)
         try:
             with stack.env():
@@ -614,9 +622,10 @@ def run_first_playable_inputs(seconds: int = 10, repeats: int = 3) -> dict[str, 
                         got = progressive(stack, src, wait_for="ready", timeout_s=180)
                         runs.append(got["from_trigger_start"]["first_playable_s"])
                         stack.restart_host()  # stops the rest of this encode
-                    row = out["inputs"].setdefault(kind, {})
-                    key = "early_start" if early == "true" else "no_early_start"
-                    row[key] = {"first_playable_s": _median(runs), "runs": runs}
+                    out["inputs"].setdefault(kind, {})[key] = {
+                        "first_playable_s": _median(runs),
+                        "runs": runs,
+                    }
         finally:
             stack.stop()
     for row in out["inputs"].values():
