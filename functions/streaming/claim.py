@@ -95,10 +95,16 @@ class VideoRun:
 _COLLISION = object()
 
 
-def claim(obj: storage_fn.StorageObjectData, upload: Upload, event_id: str) -> VideoRun | None:
-    """Claim the upload's video document; None when another delivery owns or finished it."""
+def claim(
+    obj: storage_fn.StorageObjectData,
+    upload: Upload,
+    event_id: str,
+    started_at: datetime | None = None,
+) -> VideoRun | None:
+    """Claim the upload's video document; None when another delivery owns or finished it.
+    `started_at`: when the delivery arrived (the new document's `processingStartedAt`)."""
     for video_id in upload.candidate_ids:
-        result = _claim_id(video_ref(video_id), obj, upload, event_id)
+        result = _claim_id(video_ref(video_id), obj, upload, event_id, started_at)
         if result is _COLLISION:
             continue  # the id belongs to another object: try the derived id
         return result if isinstance(result, VideoRun) else None
@@ -110,6 +116,7 @@ def _claim_id(
     obj: storage_fn.StorageObjectData,
     upload: Upload,
     event_id: str,
+    started_at: datetime | None,
 ) -> object:
     transaction = db().transaction()
 
@@ -129,6 +136,7 @@ def _claim_id(
                 uploaded_at=_time(obj.time_created),
                 t=t,
                 lease=lease_duration(),
+                started_at=started_at,
                 test_fault=faults.from_upload(obj.metadata),
             )
             if is_id(upload.user_id):

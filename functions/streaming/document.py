@@ -49,8 +49,10 @@ def new_video(
     t: datetime,
     lease: timedelta,
     test_fault: str | None = None,
+    started_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """The document the first delivery of an upload creates (and claims)."""
+    """The document the first delivery of an upload creates (and claims); `started_at`:
+    when that delivery arrived (default `t`)."""
     doc: dict[str, Any] = {
         "videoId": video_id,
         "userId": upload.user_id,
@@ -69,7 +71,7 @@ def new_video(
         "createdAt": t,
         "updatedAt": t,
         "uploadedAt": uploaded_at or t,
-        "processingStartedAt": t,
+        "processingStartedAt": started_at or t,
         "qualityLevels": {},
         "segmentGrid": grid_spec(),
         "segmentsPublished": 0,
@@ -245,6 +247,11 @@ def segment_grid(data: Mapping[str, Any], fps: Fraction) -> SegmentGrid:
     spec = data.get("segmentGrid") or LEGACY_GRID
     first = spec.get("firstSegmentSeconds")
     return SegmentGrid(fps, float(spec["segmentSeconds"]), None if first is None else float(first))
+
+
+def new_segment_grid(fps: Fraction) -> SegmentGrid:
+    """The grid a stream created now gets (`new_video`'s `segmentGrid`), at `fps`."""
+    return segment_grid({"segmentGrid": grid_spec()}, fps)
 
 
 def live_grid(data: Mapping[str, Any]) -> SegmentGrid:

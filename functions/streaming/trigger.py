@@ -1,12 +1,13 @@
 """The Storage finalize trigger: a video upload becomes a stream; every other object is ignored.
 
-`handle` claims the upload's video document (claim.py), starts the live encoder for the
-expected upload (`ladder.EXPECTED_UPLOAD`) while it checks the upload (size, readable
-media, a video stream, duration) and plans the ladder (kept when the plan gives the same
-arguments, restarted otherwise), publishes the start (start.py; with STREAM_OVERLAP_START
-the live encoder warms up meanwhile) and runs the first encode pass
-(passes.py) within the event function's limit; `streamcontinue` does the rest. Every
-failure ends the video `failed` (failure.py). docs/streaming.md, "Timeline of one upload".
+`handle` starts the live encoder for the expected upload (`ladder.EXPECTED_UPLOAD`) as soon
+as the event arrives, then claims the upload's video document (claim.py; a duplicate or a
+takeover stops that encoder), checks the upload (size, readable media, a video stream,
+duration) and plans the ladder (the encoder is kept when the plan gives the same arguments,
+restarted otherwise), publishes the start (start.py; with STREAM_OVERLAP_START the encoder
+warms up meanwhile) and runs the first encode pass (passes.py) within the event function's
+limit; `streamcontinue` does the rest. Every failure ends the video `failed` (failure.py).
+docs/streaming.md, "Timeline of one upload".
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from google.cloud import firestore
 
 from core import config, faults, storage
 from core.errors import InvalidInput, MediaError
-from core.lifecycle import work_dir
+from core.lifecycle import now, work_dir
 from media.hls import publish
 from media.hls.ladder import Rendition, expected_live, ladder_for
 from media.hls.segmenter import RunningEncode
@@ -47,21 +48,32 @@ EVENT_HARD_LIMIT_S = 540 - 20  # the event function is killed at 540 s
 PROBE_TIMEOUT_S = 60.0
 
 
-def handle(obj: storage_fn.StorageObjectData, event_id: str) -> None:
+def handle(obj: storage_fn.StorageObjectData, event_id: str, *, early_start: bool = True) -> None:
     """Storage finalize: stream a video upload; ignore every other object."""
     upload = publish.parse_upload(obj.name, as_int(obj.generation), obj.content_type)
     if upload is None:
         return
-    started = time.monotonic()
-    run = claim(obj, upload, event_id)
-    if run is None:
-        logger.info(
-            "upload event ignored: already claimed or finished", path=obj.name, eventId=event_id
-        )
-        return
-    run.log("upload claimed", path=obj.name, attempt=run.attempts, resumed=run.resumed)
-    with failing(run):
-        _stream_upload(run, obj, started)
+    started, started_at = time.monotonic(), now()
+    with work_dir("early") as tmp:
+        early = _start_expected(obj, tmp, started) if early_start else None
+        try:
+            run = claim(obj, upload, event_id, started_at)
+            if run is None:
+                logger.info(
+                    "upload event ignored: already claimed or finished",
+                    path=obj.name,
+                    eventId=event_id,
+                )
+                return
+            run.log("upload claimed", path=obj.name, attempt=run.attempts, resumed=run.resumed)
+            if run.resumed and early is not None:
+                early.encode.stop()  # a takeover resumes after the last published segment
+                early = None
+            with failing(run):
+                _stream_upload(run, obj, started, early)
+        finally:
+            if early is not None:
+                early.encode.stop()
 
 
 def handle_redrive(ref: firestore.DocumentReference, claim_id: str) -> None:
@@ -74,7 +86,7 @@ def handle_redrive(ref: firestore.DocumentReference, claim_id: str) -> None:
     if not snap.exists or not source.get("path"):
         logger.warn("re-drive of a video without a source skipped", videoId=ref.id)
         return
-    handle(_source_object(source, data), claim_id)
+    handle(_source_object(source, data), claim_id, early_start=False)
 
 
 def _source_object(source: dict[str, Any], data: dict[str, Any]) -> storage_fn.StorageObjectData:
@@ -95,7 +107,9 @@ def _source_object(source: dict[str, Any], data: dict[str, Any]) -> storage_fn.S
     )  # fmt: skip
 
 
-def _stream_upload(run: VideoRun, obj: storage_fn.StorageObjectData, started: float) -> None:
+def _stream_upload(
+    run: VideoRun, obj: storage_fn.StorageObjectData, started: float, early: _EarlyStart | None
+) -> None:
     size = as_int(obj.size)
     if size <= 0:
         raise InvalidInput("the upload is empty (0 bytes)", code="empty-upload")
@@ -105,34 +119,41 @@ def _stream_upload(run: VideoRun, obj: storage_fn.StorageObjectData, started: fl
             code="upload-too-large",
         )
     claimed = time.monotonic()
-    src = storage.source_url(obj.name)
-    with work_dir(f"early-{run.video_id}") as tmp:
-        early = None if run.resumed else _start_expected(run, src, tmp, started)
-        try:
-            _stream_probed(run, src, size, started, claimed, early)
-        finally:
-            if early is not None:
-                early.encode.stop()
+    src = early.src if early is not None else storage.source_url(obj.name)
+    _stream_probed(run, src, size, started, claimed, early)
 
 
 @dataclass(frozen=True)
 class _EarlyStart:
-    """The live encoder started before the probe for `EXPECTED_UPLOAD`'s live rendition."""
+    """The live encoder started on arrival for `EXPECTED_UPLOAD`'s live rendition."""
 
     encode: RunningEncode
+    src: str
     at: float  # monotonic
 
 
-def _start_expected(run: VideoRun, src: str, tmp: Path, started: float) -> _EarlyStart | None:
-    """Start the live encode of the expected upload while the probe runs (nothing is
-    published from it before the probe agrees and the master is written). Off with
-    STREAM_EARLY_START=false, and with STREAM_OVERLAP_START=false (strict order)."""
+def _start_expected(
+    obj: storage_fn.StorageObjectData, tmp: Path, started: float
+) -> _EarlyStart | None:
+    """Start the live encode of the expected upload before the claim and the probe (nothing
+    is published from it before the claim is won, the probe agrees and the master is
+    written). Off with STREAM_EARLY_START=false or STREAM_OVERLAP_START=false (strict
+    order); never for a size the upload checks refuse. A failure here only costs the head
+    start: the trigger goes on without it."""
     if not (config.STREAM_EARLY_START.value and config.STREAM_OVERLAP_START.value):
         return None
-    args = _live_args(run, src, tmp, expected_live(max_height=config.STREAM_MAX_HEIGHT.value))
-    at = time.monotonic()
-    encode = RunningEncode(args, tmp, timeout_s=encode_timeout(EVENT_HARD_LIMIT_S, started))
-    return _EarlyStart(encode, at)
+    if not 0 < as_int(obj.size) <= config.UPLOAD_MAX_BYTES.value:
+        return None
+    try:
+        src = storage.source_url(obj.name)
+        live = expected_live(max_height=config.STREAM_MAX_HEIGHT.value)
+        args = live_encode_args(src, tmp, live, document.new_segment_grid(live.fps))
+        at = time.monotonic()
+        encode = RunningEncode(args, tmp, timeout_s=encode_timeout(EVENT_HARD_LIMIT_S, started))
+    except Exception as exc:  # only the head start is lost: the claim and probe report real errors
+        logger.warn("early live encode not started", path=obj.name, error=str(exc))
+        return None
+    return _EarlyStart(encode, src, at)
 
 
 def _live_args(run: VideoRun, src: str, out: Path, live: Rendition) -> list[str]:

@@ -223,8 +223,10 @@ def test_1080p_upload_is_playable_early_and_upgrades_to_1080p(
     assert doc["masterAt"] < doc["firstSegmentAt"] <= doc["readyAt"] < doc["thumbnailAt"]
     stages = doc["startStages"]  # seconds from the trigger's start (the benchmark's breakdown)
     assert "thumbnail" not in stages, "no thumbnail on the first-playable path"
-    # a 1080p30 upload with audio is the expected one: its encoder started before the probe
-    assert 0 <= stages["claimed"] <= stages["encodeStarted"] <= stages["probed"]
+    # a 1080p30 upload with audio is the expected one: its encoder started on arrival, before
+    # the claim and the probe; the clock starts when the delivery arrived
+    assert 0 <= stages["encodeStarted"] <= stages["claimed"] <= stages["probed"]
+    assert doc["uploadedAt"] <= doc["processingStartedAt"] <= doc["createdAt"] < doc["masterAt"]
     assert stages["probed"] <= stages["mediaPlaylists"] <= stages["master"]
     assert stages["firstSegmentEncoded"] <= stages["firstSegmentUploaded"]
     assert stages["master"] <= stages["firstSegmentUploaded"] <= stages["firstPlaylistsWritten"]
