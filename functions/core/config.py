@@ -174,7 +174,7 @@ STREAM_OVERLAP_START = params.BoolParam(
 STREAM_EARLY_START = params.BoolParam(
     "STREAM_EARLY_START",
     default=True,
-    description="Start the live encoder for a 1080p30 upload when the upload event arrives, before the claim and the probe; kept if the probe agrees, else restarted.",
+    description="Start the live encoder for a 1080p30 upload when the upload event arrives, beside the probe and before the claim; kept if the probe agrees, else restarted.",
 )
 DOWNLOAD_QUALITY = params.StringParam(
     "DOWNLOAD_QUALITY",

@@ -1,12 +1,13 @@
 """The Storage finalize trigger: a video upload becomes a stream; every other object is ignored.
 
-`handle` starts the live encoder for the expected upload (`ladder.EXPECTED_UPLOAD`) as soon
-as the event arrives, then claims the upload's video document (claim.py; a duplicate or a
-takeover stops that encoder), checks the upload (size, readable media, a video stream,
-duration) and plans the ladder (the encoder is kept when the plan gives the same arguments,
-restarted otherwise), publishes the start (start.py; with STREAM_OVERLAP_START the encoder
-warms up meanwhile) and runs the first encode pass (passes.py) within the event function's
-limit; `streamcontinue` does the rest. Every failure ends the video `failed` (failure.py).
+`handle` starts the head start as soon as the event arrives (the upload's probe and the
+live encoder for the expected upload, `ladder.EXPECTED_UPLOAD`), then claims the upload's
+video document (claim.py; a duplicate stops the encoder, a takeover resumes without it),
+checks the upload (size, readable media, a video stream, duration) and plans the ladder
+(the encoder is kept when the plan gives the same arguments, restarted otherwise),
+publishes the start (start.py; with STREAM_OVERLAP_START the encoder warms up meanwhile)
+and runs the first encode pass (passes.py) within the event function's limit;
+`streamcontinue` does the rest. Every failure ends the video `failed` (failure.py).
 docs/streaming.md, "Timeline of one upload".
 """
 
@@ -48,14 +49,15 @@ EVENT_HARD_LIMIT_S = 540 - 20  # the event function is killed at 540 s
 PROBE_TIMEOUT_S = 60.0
 
 
-def handle(obj: storage_fn.StorageObjectData, event_id: str, *, early_start: bool = True) -> None:
+def handle(obj: storage_fn.StorageObjectData, event_id: str, *, head_start: bool = True) -> None:
     """Storage finalize: stream a video upload; ignore every other object."""
     upload = publish.parse_upload(obj.name, as_int(obj.generation), obj.content_type)
     if upload is None:
         return
     started, started_at = time.monotonic(), now()
-    with work_dir("early") as tmp:
-        early = _start_expected(obj, tmp, started) if early_start else None
+    # the pool's exit waits for a probe still running: no thread outlives the event
+    with work_dir("early") as tmp, ThreadPoolExecutor(max_workers=1) as pool:
+        head = _start_head(obj, tmp, started, pool) if head_start else None
         try:
             run = claim(obj, upload, event_id, started_at)
             if run is None:
@@ -66,14 +68,13 @@ def handle(obj: storage_fn.StorageObjectData, event_id: str, *, early_start: boo
                 )
                 return
             run.log("upload claimed", path=obj.name, attempt=run.attempts, resumed=run.resumed)
-            if run.resumed and early is not None:
-                early.encode.stop()  # a takeover resumes after the last published segment
-                early = None
+            if run.resumed and head is not None:
+                head.stop_encode()  # a takeover resumes after the last published segment
             with failing(run):
-                _stream_upload(run, obj, started, early)
+                _stream_upload(run, obj, started, head)
         finally:
-            if early is not None:
-                early.encode.stop()
+            if head is not None:
+                head.stop_encode()
 
 
 def handle_redrive(ref: firestore.DocumentReference, claim_id: str) -> None:
@@ -86,7 +87,7 @@ def handle_redrive(ref: firestore.DocumentReference, claim_id: str) -> None:
     if not snap.exists or not source.get("path"):
         logger.warn("re-drive of a video without a source skipped", videoId=ref.id)
         return
-    handle(_source_object(source, data), claim_id, early_start=False)
+    handle(_source_object(source, data), claim_id, head_start=False)
 
 
 def _source_object(source: dict[str, Any], data: dict[str, Any]) -> storage_fn.StorageObjectData:
@@ -108,7 +109,7 @@ def _source_object(source: dict[str, Any], data: dict[str, Any]) -> storage_fn.S
 
 
 def _stream_upload(
-    run: VideoRun, obj: storage_fn.StorageObjectData, started: float, early: _EarlyStart | None
+    run: VideoRun, obj: storage_fn.StorageObjectData, started: float, head: _HeadStart | None
 ) -> None:
     size = as_int(obj.size)
     if size <= 0:
@@ -119,41 +120,67 @@ def _stream_upload(
             code="upload-too-large",
         )
     claimed = time.monotonic()
-    src = early.src if early is not None else storage.source_url(obj.name)
-    _stream_probed(run, src, size, started, claimed, early)
+    src = head.src if head is not None else storage.source_url(obj.name)
+    _stream_probed(run, src, size, started, claimed, head)
 
 
-@dataclass(frozen=True)
-class _EarlyStart:
-    """The live encoder started on arrival for `EXPECTED_UPLOAD`'s live rendition."""
+@dataclass
+class _HeadStart:
+    """What the trigger starts on arrival, before the claim: the upload's probe and, for
+    the expected upload, its live encoder. Nothing is published from either before the
+    claim is won, the probe agrees and the master is written."""
 
-    encode: RunningEncode
     src: str
-    at: float  # monotonic
+    probe: Future[tuple[MediaInfo, float]]  # the info, and when it came (monotonic)
+    encode: RunningEncode | None
+    at: float  # monotonic: when the encoder started
+
+    def probed(self) -> tuple[MediaInfo, float]:
+        """The probe's answer (its errors are raised here, inside the claim)."""
+        return self.probe.result()
+
+    def stop_encode(self) -> None:
+        if self.encode is not None:
+            self.encode.stop()
+            self.encode = None
 
 
-def _start_expected(
-    obj: storage_fn.StorageObjectData, tmp: Path, started: float
-) -> _EarlyStart | None:
-    """Start the live encode of the expected upload before the claim and the probe (nothing
-    is published from it before the claim is won, the probe agrees and the master is
-    written). Off with STREAM_EARLY_START=false or STREAM_OVERLAP_START=false (strict
-    order); never for a size the upload checks refuse. A failure here only costs the head
-    start: the trigger goes on without it."""
-    if not (config.STREAM_EARLY_START.value and config.STREAM_OVERLAP_START.value):
-        return None
-    if not 0 < as_int(obj.size) <= config.UPLOAD_MAX_BYTES.value:
+def _start_head(
+    obj: storage_fn.StorageObjectData, tmp: Path, started: float, pool: ThreadPoolExecutor
+) -> _HeadStart | None:
+    """Start the probe and the expected upload's live encoder (`_start_expected`); none
+    for a size the upload checks refuse. A failure here only costs the head start: the
+    trigger goes on without it, and the claim and the probe report real problems."""
+    size = as_int(obj.size)
+    if not 0 < size <= config.UPLOAD_MAX_BYTES.value:
         return None
     try:
         src = storage.source_url(obj.name)
+    except Exception as exc:
+        logger.warn("head start skipped: no source URL", path=obj.name, error=str(exc))
+        return None
+    at = time.monotonic()
+    encode = _start_expected(src, tmp, started, path=obj.name)
+    return _HeadStart(src, pool.submit(_timed_probe, src, size), encode, at)
+
+
+def _start_expected(src: str, tmp: Path, started: float, *, path: str) -> RunningEncode | None:
+    """The live encode of the expected upload, on the grid a new document gets. Off with
+    STREAM_EARLY_START=false or STREAM_OVERLAP_START=false (strict order)."""
+    if not (config.STREAM_EARLY_START.value and config.STREAM_OVERLAP_START.value):
+        return None
+    try:
         live = expected_live(max_height=config.STREAM_MAX_HEIGHT.value)
         args = live_encode_args(src, tmp, live, document.new_segment_grid(live.fps))
-        at = time.monotonic()
-        encode = RunningEncode(args, tmp, timeout_s=encode_timeout(EVENT_HARD_LIMIT_S, started))
-    except Exception as exc:  # only the head start is lost: the claim and probe report real errors
-        logger.warn("early live encode not started", path=obj.name, error=str(exc))
+        return RunningEncode(args, tmp, timeout_s=encode_timeout(EVENT_HARD_LIMIT_S, started))
+    except Exception as exc:  # only the head start is lost: the live pass starts its own
+        logger.warn("early live encode not started", path=path, error=str(exc))
         return None
-    return _EarlyStart(encode, src, at)
+
+
+def _timed_probe(src: str, size: int) -> tuple[MediaInfo, float]:
+    info = probe_source(src, size)
+    return info, time.monotonic()
 
 
 def _live_args(run: VideoRun, src: str, out: Path, live: Rendition) -> list[str]:
@@ -167,23 +194,24 @@ def _stream_probed(
     size: int,
     started: float,
     claimed: float,
-    early: _EarlyStart | None,
+    head: _HeadStart | None,
 ) -> None:
-    info = probe_source(src, size)
-    probed = time.monotonic()
+    if head is not None:
+        info, probed = head.probed()
+    else:
+        info, probed = probe_source(src, size), time.monotonic()
     ladder = plan(info)
-    kept = early is not None and early.encode.args == _live_args(
-        run, src, early.encode.out, ladder[0]
-    )
-    if early is not None and not kept:
-        early.encode.stop()  # the upload is not the expected one: start its own encode
+    early = head.encode if head is not None else None
+    kept = early is not None and early.args == _live_args(run, src, early.out, ladder[0])
+    if head is not None and early is not None and not kept:
+        head.stop_encode()  # the upload is not the expected one: start its own encode
         run.log("early live encode restarted", live=ladder[0].name, fps=float(ladder[0].fps))
     run.count_upload_seconds(info.duration_s)
     stream = LiveStream.open(run, ladder, info.duration_s, src)
     stream.started = started
     stream.stages.update(claimed=round(claimed - started, 3), probed=round(probed - started, 3))
-    if early is not None and kept:
-        stream.stages["encodeStarted"] = round(early.at - started, 3)
+    if head is not None and kept:
+        stream.stages["encodeStarted"] = round(head.at - started, 3)
     if run.resumed and resume_published(stream):
         return
     end = pass_end(stream, config.STREAM_INLINE_SECONDS.value)
@@ -201,7 +229,7 @@ def _stream_probed(
             hard_limit_s=EVENT_HARD_LIMIT_S,
             started=started,
             before_first=prepared,
-            early=early.encode if early is not None and kept else None,
+            early=early if kept else None,
         )
     finally:
         if starter is not None:

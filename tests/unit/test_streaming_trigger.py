@@ -1,6 +1,6 @@
-"""The finalize trigger's head start (streaming/trigger.py): the live encoder for the
-expected upload starts as soon as the event arrives, before the claim; only the delivery
-that wins the claim gets it, and every other path stops it."""
+"""The finalize trigger's head start (streaming/trigger.py): the upload's probe and the live
+encoder for the expected upload start as soon as the event arrives, before the claim; only
+the delivery that wins the claim streams with the encoder, and every other path stops it."""
 
 from __future__ import annotations
 
@@ -68,15 +68,23 @@ def stubs(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             raise result
         return result
 
-    def fake_stream(run: Any, obj: Any, started: float, early: Any) -> None:
-        seen["streamed"].append(early)
-        if early is not None:
-            assert early.encode.stops == 0, "the winner gets a running encoder"
+    def fake_probe(src: str, size: int) -> str:
+        seen["probed"] = (src, size)
+        return "the probe's answer"
+
+    def fake_stream(run: Any, obj: Any, started: float, head: Any) -> None:
+        encode = None if head is None else head.encode
+        seen["streamed"].append(encode)
+        if head is not None:
+            assert head.probed()[0] == "the probe's answer"
+        if encode is not None:
+            assert encode.stops == 0, "the winner gets a running encoder"
         _EVENTS.append("streamed")
 
     monkeypatch.setattr(trigger, "RunningEncode", FakeEncode)
     monkeypatch.setattr(trigger, "claim", fake_claim)
     monkeypatch.setattr(trigger, "_stream_upload", fake_stream)
+    monkeypatch.setattr(trigger, "probe_source", fake_probe)
     monkeypatch.setattr(trigger, "failing", lambda run: contextlib.nullcontext())
     monkeypatch.setattr(trigger.storage, "source_url", lambda path: SRC)
     yield seen
@@ -87,8 +95,8 @@ def test_the_claim_winner_streams_with_the_encoder_started_before_the_claim(
 ) -> None:
     trigger.handle(_obj(), "event-1")
     (encode,) = FakeEncode.started
-    (early,) = stubs["streamed"]
-    assert early.encode is encode and early.src == SRC and SRC in encode.args
+    assert stubs["streamed"] == [encode] and SRC in encode.args
+    assert stubs["probed"] == (SRC, 5_000_000)  # probed from the same URL, on arrival
     assert _EVENTS == ["encode started", "claim", "streamed", "encode stopped"]
     assert stubs["started_at"] is not None  # the document's processingStartedAt
 
@@ -118,13 +126,29 @@ def test_a_failing_claim_stops_the_encoder(stubs: dict[str, Any]) -> None:
     assert encode.stops >= 1
 
 
+def test_a_takeover_uses_the_probe_started_on_arrival(stubs: dict[str, Any]) -> None:
+    stubs["claim"] = FakeRun(resumed=True)
+    trigger.handle(_obj(), "event-2")
+    assert stubs["probed"] == (SRC, 5_000_000)  # fake_stream read it from the head start
+
+
+def test_without_the_early_encoder_the_probe_still_starts_on_arrival(
+    stubs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STREAM_EARLY_START", "false")
+    trigger.handle(_obj(), "event-1")
+    assert FakeEncode.started == [] and stubs["streamed"] == [None]
+    assert stubs["probed"] == (SRC, 5_000_000)
+
+
 @pytest.mark.parametrize("size", [0, 10**15])
-def test_no_encoder_for_a_size_the_checks_refuse(stubs: dict[str, Any], size: int) -> None:
+def test_no_head_start_for_a_size_the_checks_refuse(stubs: dict[str, Any], size: int) -> None:
     trigger.handle(_obj(size), "event-1")
     assert FakeEncode.started == [] and stubs["streamed"] == [None]
+    assert "probed" not in stubs
 
 
-def test_a_redrive_starts_no_encoder_before_its_claim(
+def test_a_redrive_starts_nothing_before_its_claim(
     stubs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class Snap:
@@ -142,3 +166,4 @@ def test_a_redrive_starts_no_encoder_before_its_claim(
     stubs["claim"] = FakeRun(resumed=True)
     trigger.handle_redrive(Ref(), "redrive-1")  # type: ignore[arg-type]
     assert FakeEncode.started == [] and stubs["streamed"] == [None]
+    assert "probed" not in stubs  # probed after its claim, by the stream itself
