@@ -565,7 +565,7 @@ def asset_rows(assets: dict[str, Any]) -> list[tuple[str, str, float | None, flo
     return out
 
 
-def run_first_playable(seconds: int = 60, repeats: int = 3) -> dict[str, Any]:
+def run_first_playable(seconds: int = 60, repeats: int = 9) -> dict[str, Any]:
     """Where time to first playable goes, per stage (medians of `repeats` uploads on a warm
     instance), next to the floor and the naive baseline measured in the same run."""
     src = source(seconds)
