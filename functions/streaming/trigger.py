@@ -112,16 +112,24 @@ def _stream_upload(
     run: VideoRun, obj: storage_fn.StorageObjectData, started: float, head: _HeadStart | None
 ) -> None:
     size = as_int(obj.size)
-    if size <= 0:
-        raise InvalidInput("the upload is empty (0 bytes)", code="empty-upload")
-    if size > config.UPLOAD_MAX_BYTES.value:
-        raise InvalidInput(
-            f"the upload is {size} bytes; at most {config.UPLOAD_MAX_BYTES.value} are streamed",
-            code="upload-too-large",
-        )
+    refused = _size_refusal(size)
+    if refused is not None:
+        raise refused
     claimed = time.monotonic()
     src = head.src if head is not None else storage.source_url(obj.name)
     _stream_probed(run, src, size, started, claimed, head)
+
+
+def _size_refusal(size: int) -> InvalidInput | None:
+    """Why an upload of `size` bytes is not streamed, or None."""
+    if size <= 0:
+        return InvalidInput("the upload is empty (0 bytes)", code="empty-upload")
+    if size > config.UPLOAD_MAX_BYTES.value:
+        return InvalidInput(
+            f"the upload is {size} bytes; at most {config.UPLOAD_MAX_BYTES.value} are streamed",
+            code="upload-too-large",
+        )
+    return None
 
 
 @dataclass
@@ -152,7 +160,7 @@ def _start_head(
     for a size the upload checks refuse. A failure here only costs the head start: the
     trigger goes on without it, and the claim and the probe report real problems."""
     size = as_int(obj.size)
-    if not 0 < size <= config.UPLOAD_MAX_BYTES.value:
+    if _size_refusal(size) is not None:
         return None
     try:
         src = storage.source_url(obj.name)
@@ -196,10 +204,7 @@ def _stream_probed(
     claimed: float,
     head: _HeadStart | None,
 ) -> None:
-    if head is not None:
-        info, probed = head.probed()
-    else:
-        info, probed = probe_source(src, size), time.monotonic()
+    info, probed = head.probed() if head is not None else _timed_probe(src, size)
     ladder = plan(info)
     early = head.encode if head is not None else None
     kept = early is not None and early.args == _live_args(run, src, early.out, ladder[0])
